@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny checkpoints of every family, built offline and saved with save_pretrained."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("DLLM_JEPA_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def shared_data_or_skip(*parts: str) -> Path:
+    """Path into ../shared/data; skip with a clear message when that checkout-adjacent folder is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real task data not found at {path} (expected ../shared/data beside the project)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from lm_eval_diffusion.tiny import build_tokenizer
+
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
+    """{'generic' | 'llada' | 'dream' | 'llada_nopad': checkpoint dir}; llada_nopad ignores padding."""
+    from lm_eval_diffusion.tiny import build_tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny_ckpts")
+    out = {f: build_tiny_checkpoint(root / f, f, tiny_tokenizer, seed=1) for f in ("generic", "llada", "dream")}
+    out["llada_nopad"] = build_tiny_checkpoint(
+        root / "llada_nopad", "llada", tiny_tokenizer, seed=2, honour_attention_mask=False
+    )
+    return out

@@ -1,0 +1,84 @@
+"""Backbone loading: family detection, ids from config/tokenizer, shifted logits, clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from lm_eval_diffusion.backbone import load_backbone, model_forward
+
+
+@pytest.mark.parametrize("family", ["generic", "llada", "dream"])
+def test_family_detected_and_ids_from_tokenizer(tiny_checkpoints, tiny_tokenizer, family):
+    bb = load_backbone(str(tiny_checkpoints[family]))
+    assert bb.spec.family == family
+    assert bb.spec.mask_id == tiny_tokenizer.mask_token_id
+    assert tiny_tokenizer.eos_token_id in bb.spec.stop_ids
+    assert tiny_tokenizer.convert_tokens_to_ids("<|eot_id|>") in bb.spec.stop_ids
+    assert bb.spec.shift_logits == (family == "dream")
+    assert bb.dtype == torch.float32  # auto on CPU
+    assert not bb.model.training
+
+
+def test_dream_logits_are_shifted_right_by_one(tiny_checkpoints):
+    bb = load_backbone(str(tiny_checkpoints["dream"]))
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    raw = bb.model(input_ids=ids).logits
+    aligned = bb.logits(ids)
+    assert torch.equal(aligned[:, 1:], raw[:, :-1])
+    assert torch.equal(aligned[:, 0], raw[:, 0])
+
+
+def test_padding_probe_detects_models_that_ignore_the_mask(tiny_checkpoints):
+    assert load_backbone(str(tiny_checkpoints["llada"])).honours_padding
+    assert load_backbone(str(tiny_checkpoints["generic"])).honours_padding
+    assert load_backbone(str(tiny_checkpoints["dream"])).honours_padding
+    assert not load_backbone(str(tiny_checkpoints["llada_nopad"])).honours_padding
+
+
+def test_family_override_and_mask_override(tiny_checkpoints):
+    with pytest.warns(UserWarning, match="using 'generic'"):
+        bb = load_backbone(str(tiny_checkpoints["llada"]), family="generic", mask_id=7, probe_padding=False)
+    assert bb.spec.family == "generic" and bb.spec.mask_id == 7
+
+
+def test_unknown_family_is_a_clear_error(tiny_checkpoints):
+    with pytest.raises(ValueError, match="unknown family 'gpt'.*llada, dream, generic"):
+        load_backbone(str(tiny_checkpoints["llada"]), family="gpt")
+
+
+def test_missing_mask_token_names_checkpoint_and_argument(tiny_checkpoints, tmp_path):
+    ckpt = tmp_path / "nomask"
+    shutil.copytree(tiny_checkpoints["generic"], ckpt)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        data = json.loads((ckpt / name).read_text())
+        data.pop("mask_token", None)
+        (ckpt / name).write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"no mask token.*mask_id="):
+        load_backbone(str(ckpt))
+    assert load_backbone(str(ckpt), mask_id=2, probe_padding=False).spec.mask_id == 2
+
+
+def test_tokenizer_larger_than_vocabulary_is_rejected(tiny_checkpoints, tmp_path):
+    ckpt = tmp_path / "small_vocab"
+    shutil.copytree(tiny_checkpoints["llada"], ckpt)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["vocab_size"] = 100
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="tokenizer has 384 tokens but the model's vocabulary has 100"):
+        load_backbone(str(ckpt))
+
+
+def test_missing_checkpoint_says_so(tmp_path):
+    with pytest.raises(OSError, match="cannot load checkpoint"):
+        load_backbone(str(tmp_path / "nope"))
+
+
+def test_hidden_states_have_one_entry_per_layer_plus_embeddings(tiny_checkpoints):
+    bb = load_backbone(str(tiny_checkpoints["llada"]))
+    logits, hidden = model_forward(bb.model, bb.spec, torch.tensor([[3, 4, 5]]), output_hidden_states=True)
+    assert logits.shape == (1, 3, bb.spec.vocab_size)
+    assert len(hidden) == 3 and hidden[-1].shape == (1, 3, 64)
