@@ -1,0 +1,41 @@
+"""django_code: data, prompt and scoring hooks; all logic lives in lm_eval_diffusion.
+
+Data comes from `data_dir` (lm_eval --metadata '{"data_dir": ...}'), else $DLLM_JEPA_DATA, else the
+hub (AhmedSSoliman/DJANGO); see lm_eval_diffusion.task_data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lm_eval_diffusion import prompts, task_data
+from lm_eval_diffusion.metrics import code
+
+TASK = "django"
+
+
+def load_dataset(**metadata: Any):
+    """The task's splits as a DatasetDict (lm-eval passes the task metadata as keyword arguments)."""
+    return task_data.lm_eval_dataset(TASK, metadata)
+
+
+def doc_to_text(doc: dict) -> str:
+    """The pseudo-code prompt, ending at "Python:"."""
+    return prompts.doc_to_text(TASK, doc)
+
+
+def doc_to_target(doc: dict) -> str:
+    """The gold code line, space-tokenised as in the release."""
+    return prompts.doc_to_target(TASK, doc)
+
+
+def process_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """ws_prefix_match, exact_match and the stop_artifact / content_error breakdown of one generation."""
+    pred, gold = results[0], doc["code"]
+    breakdown = code.stop_breakdown(pred, gold)
+    return {
+        "ws_prefix_match": float(code.ws_prefix_match(pred, gold)),
+        "exact_match": float(code.exact_match(pred, gold)),
+        "stop_artifact": float(breakdown["stop_artifact"]),
+        "content_error": float(breakdown["content_error"]),
+    }

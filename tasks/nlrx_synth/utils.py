@@ -1,0 +1,46 @@
+"""nlrx_synth: data, prompt and scoring hooks; all logic lives in lm_eval_diffusion.
+
+NL-RX-SYNTH has no hub copy: data comes from `data_dir` (lm_eval --metadata '{"data_dir": ...}') or
+$DLLM_JEPA_DATA, holding nlrx/synth_src.txt and nlrx/synth_targ.txt; see lm_eval_diffusion.task_data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lm_eval_diffusion import prompts, task_data
+from lm_eval_diffusion.metrics import regex
+
+TASK = "nlrx"
+FUNC_MATCH_STRINGS = 200
+FUNC_MATCH_SEED = 0
+
+
+def load_dataset(**metadata: Any):
+    """The task's splits as a DatasetDict (lm-eval passes the task metadata as keyword arguments)."""
+    return task_data.lm_eval_dataset(TASK, metadata)
+
+
+def doc_to_text(doc: dict) -> str:
+    """The description prompt, ending at "Regex:"."""
+    return prompts.doc_to_text(TASK, doc)
+
+
+def doc_to_target(doc: dict) -> str:
+    """The gold regex (dk.brics syntax)."""
+    return prompts.doc_to_target(TASK, doc)
+
+
+def clean_prediction(output: str) -> str:
+    """The regex a generation proposes: its first line, stripped (a regex never spans lines)."""
+    return output.strip().split("\n", 1)[0].strip()
+
+
+def process_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """exact_match, func_match (200 seeded strings) and dfa_match of the first output line."""
+    pred, gold = clean_prediction(results[0]), doc["regex"]
+    return {
+        "exact_match": float(regex.exact_match(pred, gold)),
+        "func_match": float(regex.func_match(pred, gold, num_strings=FUNC_MATCH_STRINGS, seed=FUNC_MATCH_SEED)),
+        "dfa_match": float(regex.dfa_match(pred, gold)),
+    }

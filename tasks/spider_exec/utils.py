@@ -1,0 +1,79 @@
+"""spider_exec: data, prompt and scoring hooks, and the task class that keeps offline shots off the doc.
+
+Questions come from `data_dir` (lm_eval --metadata '{"data_dir": ...}'), else $DLLM_JEPA_DATA, else the
+hub (xlangai/spider); the databases from `spider_db_dir` (metadata key), else <data_dir>/spider/database.
+See lm_eval_diffusion.task_data.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from lm_eval.api.task import ConfigurableTask
+
+from lm_eval_diffusion import prompts, task_data
+from lm_eval_diffusion.metrics import sql
+
+log = logging.getLogger(__name__)
+
+TASK = "spider"
+EXEC_TIMEOUT_S = 10.0  # per query; a runaway prediction (cross joins) must not stall the run
+EXEC_MAX_ROWS = 100_000  # rows a prediction may return; beyond this it scores 0 with exec_error set
+
+
+class SpiderExecTask(ConfigurableTask):
+    """The YAML task, except that without a train split the shots come from dev minus the doc itself.
+
+    lm-eval removes the evaluated doc from the shots only when the few-shot split *is* the test
+    split, so offline we point the few-shot split at dev instead of copying dev into `train`.
+    """
+
+    def __init__(self, config: dict | None = None, **kwargs: Any) -> None:
+        config = {k: v for k, v in (config or {}).items() if k != "class"}
+        super().__init__(config=config, **kwargs)
+
+    def download(self, dataset_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().download(dataset_kwargs, **kwargs)
+        if "train" not in self.dataset:
+            log.warning(
+                "spider_exec: no train_spider.json in the data directory; few-shot examples are drawn "
+                "from dev (%s), excluding the evaluated question itself",
+                self.config.test_split,
+            )
+            self.config.training_split = None
+            self.config.fewshot_split = self.config.test_split
+            self.fewshot_cfg.split = self.config.test_split
+
+
+def load_dataset(**metadata: Any):
+    """The task's splits as a DatasetDict (lm-eval passes the task metadata as keyword arguments)."""
+    return task_data.lm_eval_dataset(TASK, metadata)
+
+
+def doc_to_text(doc: dict) -> str:
+    """Schema and question, ending at "SQL:"."""
+    return prompts.doc_to_text(TASK, doc)
+
+
+def doc_to_target(doc: dict) -> str:
+    """The gold SQL query."""
+    return prompts.doc_to_target(TASK, doc)
+
+
+@functools.lru_cache(maxsize=256)
+def _schema(db_path: str) -> dict[str, list[str]]:
+    # exact_match resolves unqualified columns in joins through the schema; one read per database.
+    return sql.read_schema(db_path)
+
+
+def process_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """exec_match and exact_match of the cleaned prediction, and exec_error (it failed to execute)."""
+    pred = sql.clean_sql(results[0])
+    executed = sql.exec_match(pred, doc["query"], doc["db_path"], timeout_s=EXEC_TIMEOUT_S, max_rows=EXEC_MAX_ROWS)
+    return {
+        "exec_match": float(executed.match),
+        "exact_match": float(sql.exact_match(pred, doc["query"], _schema(doc["db_path"]))),
+        "exec_error": float(executed.error is not None),
+    }
