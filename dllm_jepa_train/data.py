@@ -1,0 +1,197 @@
+"""Training data -> (prompt, response) token rows -> a pure collator that pads and draws both views.
+
+Sources (`data.source`):
+- gsm8k | spider | nlrx | django: the task suite's own loader and prompt text
+  (`lm_eval_diffusion.task_data.load_docs`, `lm_eval_diffusion.prompts.training_pair`), so training
+  rows are exactly the zero-shot evaluation format.
+- jsonl: one object per line, either {"prompt", "response"} or chat {"messages": [{"role", "content"}...]}
+  whose last message is the assistant's answer. With a tokenizer chat template the prompt is the
+  template over the earlier messages plus the generation prompt, and the response is what the template
+  adds for the last message (so it ends with the template's end-of-turn token). Without a template the
+  plain join is `"{role}: {content}\\n"` per earlier message, then `"assistant:"`; response `" {content}"`.
+- text: one document per line; the whole document is maskable (empty prompt).
+
+Token rows (LLaDA's SFT convention): prompt ids (with the tokenizer's own special tokens, e.g. BOS),
+then response ids and one EOS. The collator pads each batch to its longest row (or `max_length`) with
+EOS, and that fill counts as response: it is masked and scored, and no attention mask is passed. With
+`use_attention_mask` the fill is real padding instead: never masked, never scored, hidden from attention.
+Rows longer than `max_length` lose the end of their response (counted); rows whose prompt leaves no
+room for a response token are dropped (counted).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dllm_jepa_train.objectives import draw_views, row_generator
+
+log = logging.getLogger(__name__)
+
+
+def render_messages(messages: list[dict], tokenizer: Any) -> tuple[str, str, bool]:
+    """Chat messages -> (prompt text, response text, prompt already holds special tokens)."""
+    if not messages or messages[-1].get("role") != "assistant":
+        raise ValueError("a `messages` row must end with an assistant message (the response to train on)")
+    history, answer = messages[:-1], messages[-1]["content"]
+    if getattr(tokenizer, "chat_template", None):
+        prompt = tokenizer.apply_chat_template(history, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        if not full.startswith(prompt):
+            raise ValueError("the tokenizer's chat template does not extend the prompt with the answer; "
+                             "give prompt/response rows instead")
+        return prompt, full[len(prompt):], True
+    prompt = "".join(f"{m['role']}: {m['content']}\n" for m in history) + "assistant:"
+    return prompt, " " + answer, False
+
+
+def load_examples(cfg, tokenizer: Any, data_dir: str | Path | None) -> list[tuple[str, str, bool]]:
+    """(prompt, response, prompt_has_specials) triples of `cfg` (a DataConfig) from its source."""
+    source = cfg.source
+    if source == "jsonl":
+        out = []
+        with Path(cfg.path).open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if "messages" in record:
+                    out.append(render_messages(record["messages"], tokenizer))
+                elif "prompt" in record and "response" in record:
+                    out.append((str(record["prompt"]), str(record["response"]), False))
+                else:
+                    raise ValueError(f"{cfg.path}:{number}: expected keys prompt/response or messages, "
+                                     f"got {sorted(record)}")
+        return out
+    if source == "text":
+        path = Path(cfg.path) if cfg.path else Path(data_dir) / "text" / _text_split(cfg.split)
+        lines = path.read_text(encoding="utf-8").split("\n")
+        return [("", line, False) for line in lines if line.strip()]
+    from lm_eval_diffusion.prompts import training_pair
+    from lm_eval_diffusion.task_data import load_docs
+
+    docs = load_docs(source, cfg.split, data_dir or None, cfg.spider_db_dir or None)
+    return [(*training_pair(source, doc), False) for doc in docs]
+
+
+TEXT_FILES = {"train": "train.txt", "validation": "valid.txt"}  # the text/ layout of shared/data
+
+
+def _text_split(split: str) -> str:
+    if split not in TEXT_FILES:
+        raise ValueError(f"data.split {split!r} has no text file; allowed for text: {', '.join(TEXT_FILES)}")
+    return TEXT_FILES[split]
+
+
+@dataclass
+class TokenizedData:
+    rows: list[dict]  # {"prompt_ids": list[int], "response_ids": list[int]}
+    num_truncated: int  # rows whose response was cut at max_length
+    num_dropped: int  # rows whose prompt alone filled max_length
+
+
+def tokenize_examples(
+    examples: list[tuple[str, str, bool]], tokenizer: Any, eos_id: int, max_length: int
+) -> TokenizedData:
+    """Token rows: prompt ids (with the tokenizer's specials unless already rendered), response ids + EOS."""
+    rows, truncated, dropped = [], 0, 0
+    for prompt, response, has_specials in examples:
+        prompt_ids = tokenizer(prompt, add_special_tokens=not has_specials)["input_ids"] if prompt else []
+        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [eos_id]
+        room = max_length - len(prompt_ids)
+        if room < 1:
+            dropped += 1
+            continue
+        if len(response_ids) > room:
+            truncated += 1
+            response_ids = response_ids[:room]
+        rows.append({"prompt_ids": prompt_ids, "response_ids": response_ids})
+    return TokenizedData(rows, truncated, dropped)
+
+
+@dataclass
+class DiffusionCollator:
+    """Pads rows and draws the context (and target) view; pure: rows in, tensors out.
+
+    Each row dict carries `prompt_ids`, `response_ids`, `index` (dataset row) and `epoch`; its views are
+    drawn from `row_generator(seed, epoch, index)`, so they do not depend on the batch, the micro-batch
+    split, the rank or a resume.
+    """
+
+    mask_id: int
+    eos_id: int
+    pad_id: int
+    t_context: tuple[float, float]
+    t_target: tuple[float, float] | None  # None: no target view (lambda = 0)
+    seed: int
+    max_length: int
+    pad_to_max_length: bool = False
+    use_attention_mask: bool = False
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        lengths = [len(r["prompt_ids"]) + len(r["response_ids"]) for r in rows]
+        L = self.max_length if self.pad_to_max_length else max(lengths)
+        fill_id = self.pad_id if self.use_attention_mask else self.eos_id
+        input_ids = torch.full((len(rows), L), fill_id, dtype=torch.long)
+        is_prompt = torch.zeros((len(rows), L), dtype=torch.bool)
+        is_padding = torch.zeros((len(rows), L), dtype=torch.bool)
+        for b, (row, n) in enumerate(zip(rows, lengths)):
+            p = len(row["prompt_ids"])
+            input_ids[b, :n] = torch.tensor(row["prompt_ids"] + row["response_ids"], dtype=torch.long)
+            is_prompt[b, :p] = True
+            is_padding[b, n:] = True
+        maskable = ~is_prompt & ~is_padding if self.use_attention_mask else ~is_prompt
+        generators = [row_generator(self.seed, int(r["epoch"]), int(r["index"])) for r in rows]
+        batch = {
+            "input_ids": input_ids,
+            "maskable": maskable,
+            "is_padding": is_padding,
+            "answer_length": maskable.sum(dim=1),
+            "index": torch.tensor([int(r["index"]) for r in rows], dtype=torch.long),
+        }
+        if self.use_attention_mask:
+            batch["attention_mask"] = (~is_padding).long()
+        batch.update(draw_views(input_ids, maskable, generators, self.mask_id, self.t_context, self.t_target))
+        return batch
+
+
+@dataclass
+class StepPlan:
+    """Which rows each optimizer step reads: epoch e shuffles with (seed, e); one step reads
+    micro_batch_size * grad_accum * world_size rows, micro-batch m of rank r the slice (m * world + r).
+    Rows that do not fill a whole step at the end of an epoch are skipped in that epoch."""
+
+    num_rows: int
+    micro_batch_size: int
+    grad_accum: int
+    world_size: int
+    rank: int
+    seed: int
+
+    @property
+    def rows_per_step(self) -> int:
+        return self.micro_batch_size * self.grad_accum * self.world_size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_rows // self.rows_per_step
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """Row order of `epoch`: (num_rows,) long."""
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.num_rows, generator=gen)
+
+    def micro_batches(self, epoch: int, step_in_epoch: int, order: torch.Tensor | None = None) -> list[list[int]]:
+        """This rank's `grad_accum` lists of row indices for one optimizer step."""
+        order = self.order(epoch) if order is None else order
+        start = step_in_epoch * self.rows_per_step
+        out = []
+        for m in range(self.grad_accum):
+            lo = start + (m * self.world_size + self.rank) * self.micro_batch_size
+            out.append(order[lo : lo + self.micro_batch_size].tolist())
+        return out

@@ -1,0 +1,226 @@
+"""Objective pieces against hand-written references: masking, losses, pooling, collapse stats, collator, data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from dllm_jepa_train.config import DataConfig
+from dllm_jepa_train.data import DiffusionCollator, StepPlan, load_examples, tokenize_examples
+from dllm_jepa_train.objectives import (
+    collapse_stats,
+    diffusion_denominator,
+    diffusion_loss,
+    draw_views,
+    forward_mask,
+    jepa_loss,
+    pool_embeddings,
+    row_generator,
+)
+
+MASK = 99
+
+
+def test_forward_mask_touches_only_maskable_positions_at_rate_t():
+    ids = torch.arange(4000) % 50
+    maskable = torch.zeros(4000, dtype=torch.bool)
+    maskable[1000:] = True
+    noisy, masked = forward_mask(ids, maskable, 0.3, MASK, torch.Generator().manual_seed(0))
+    assert not masked[:1000].any()
+    assert torch.equal(noisy[~masked], ids[~masked])
+    assert (noisy[masked] == MASK).all()
+    assert abs(masked[1000:].float().mean().item() - 0.3) < 0.03
+
+
+def test_forward_mask_masks_at_least_one_token_even_at_tiny_t():
+    ids = torch.arange(10)
+    maskable = torch.tensor([False] * 7 + [True] * 3)
+    for seed in range(20):
+        _, masked = forward_mask(ids, maskable, 1e-9, MASK, torch.Generator().manual_seed(seed))
+        assert masked.sum() == 1 and masked[7:].any()
+    _, masked = forward_mask(ids, torch.zeros(10, dtype=torch.bool), 0.5, MASK, torch.Generator())
+    assert not masked.any()  # nothing maskable: nothing masked, no error
+
+
+def test_views_are_keyed_by_row_not_by_batch():
+    ids = torch.arange(40).view(4, 10)
+    maskable = torch.ones(4, 10, dtype=torch.bool)
+    gens = lambda rows: [row_generator(7, 0, r) for r in rows]
+    whole = draw_views(ids, maskable, gens(range(4)), MASK, (0.2, 0.2), (0.7, 0.7))
+    halves = [draw_views(ids[i:i + 2], maskable[i:i + 2], gens(range(i, i + 2)), MASK, (0.2, 0.2), (0.7, 0.7))
+              for i in (0, 2)]
+    for key in whole:
+        assert torch.equal(whole[key], torch.cat([h[key] for h in halves]))
+    other_epoch = draw_views(ids, maskable, [row_generator(7, 1, r) for r in range(4)], MASK, (0.2, 0.2), None)
+    assert not torch.equal(other_epoch["context_masked"], whole["context_masked"])
+    assert "target_ids" not in other_epoch
+
+
+def test_per_row_t_range_draws_different_rates():
+    ids = torch.zeros(64, 400, dtype=torch.long)
+    views = draw_views(ids, torch.ones_like(ids, dtype=torch.bool), [row_generator(0, 0, r) for r in range(64)],
+                       MASK, (0.1, 0.9), (0.5, 0.5))
+    t = views["context_t"]
+    assert t.min() >= 0.1 and t.max() <= 0.9 and t.std() > 0.15
+    realised = views["context_masked"].float().mean(dim=1)
+    assert torch.allclose(realised, t, atol=0.1)
+    assert (views["target_t"] == 0.5).all()
+
+
+def test_masked_mean_loss_is_eq2_by_hand():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6)
+    ids = torch.randint(6, (2, 4))
+    masked = torch.tensor([[True, False, True, False], [False, False, False, True]])
+    expected = sum(-F.log_softmax(logits[b, i], -1)[ids[b, i]] for b, i in [(0, 0), (0, 2), (1, 3)]) / 3
+    t, length = torch.tensor([0.5, 0.25]), torch.tensor([4, 4])
+    got = diffusion_loss(logits, ids, masked, t, length, "masked_mean")
+    assert torch.allclose(got, expected)
+    assert diffusion_denominator(masked, "masked_mean") == 3
+    # With the step's denominator (here 6 masked tokens over the step), the micro-batch contributes its share.
+    assert torch.allclose(diffusion_loss(logits, ids, masked, t, length, "masked_mean", denominator=6), expected / 2)
+
+
+def test_llada_loss_is_ce_over_t_per_answer_length_by_hand():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 7)
+    ids = torch.randint(7, (2, 5))
+    masked = torch.tensor([[False, True, True, False, False], [False, False, True, True, True]])
+    t, length = torch.tensor([0.4, 0.8]), torch.tensor([4, 3])
+    ce = lambda b, i: -F.log_softmax(logits[b, i], -1)[ids[b, i]]
+    row0 = (ce(0, 1) + ce(0, 2)) / 0.4 / 4
+    row1 = (ce(1, 2) + ce(1, 3) + ce(1, 4)) / 0.8 / 3
+    got = diffusion_loss(logits, ids, masked, t, length, "llada")
+    assert torch.allclose(got, (row0 + row1) / 2)
+    assert diffusion_denominator(masked, "llada") == 2
+
+
+def test_pool_embeddings_means_visible_tokens_then_layernorm_fp32():
+    hidden = torch.tensor([[[1.0, 2.0, 3.0], [5.0, 0.0, 1.0], [100.0, 100.0, -100.0]]]).bfloat16()
+    keep = torch.tensor([[True, True, False]])
+    mean = torch.tensor([[3.0, 1.0, 2.0]])
+    expected = (mean - mean.mean()) / torch.sqrt(mean.var(unbiased=False) + 1e-5)
+    got = pool_embeddings(hidden, keep)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.equal(pool_embeddings(hidden, torch.zeros_like(keep)), torch.zeros(1, 3))
+
+
+def test_jepa_loss_is_one_minus_cosine():
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    b = torch.tensor([[3.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    assert torch.allclose(jepa_loss(a, b), torch.tensor([0.0, 1 - 1 / math.sqrt(2), 2.0]))
+
+
+def test_collapse_stats_on_collapsed_and_orthogonal_embeddings():
+    collapsed = collapse_stats(torch.ones(50, 8) * torch.arange(8.0))
+    assert collapsed["per_dim_std_mean"] == 0.0
+    assert collapsed["effective_rank"] == pytest.approx(1.0)
+    assert collapsed["cosine_diversity"] == pytest.approx(0.0, abs=1e-6)
+    orthogonal = collapse_stats(torch.eye(8) * 3)
+    assert orthogonal["effective_rank"] == pytest.approx(8.0)
+    assert orthogonal["cosine_diversity"] == pytest.approx(1.0)
+    z = torch.randn(200, 16, generator=torch.Generator().manual_seed(0))
+    assert collapse_stats(z, seed=3) == collapse_stats(z, seed=3)
+    assert 10 < collapse_stats(z)["effective_rank"] < 16
+
+
+# ---------------------------------------------------------------------------------- collator
+
+
+def _collator(**kw) -> DiffusionCollator:
+    base = {"mask_id": MASK, "eos_id": 1, "pad_id": 2, "t_context": (0.5, 0.5), "t_target": (0.9, 0.9),
+            "seed": 0, "max_length": 16}
+    return DiffusionCollator(**{**base, **kw})
+
+
+ROWS = [{"prompt_ids": [10, 11, 12], "response_ids": [20, 21, 1], "index": 0, "epoch": 0},
+        {"prompt_ids": [13], "response_ids": [22, 23, 24, 25, 26, 1], "index": 1, "epoch": 0}]
+
+
+def test_collator_keeps_prompt_clean_and_fills_with_maskable_eos():
+    batch = _collator()(ROWS)
+    assert batch["input_ids"].tolist() == [[10, 11, 12, 20, 21, 1, 1], [13, 22, 23, 24, 25, 26, 1]]
+    assert batch["maskable"].tolist()[0] == [False] * 3 + [True] * 4  # EOS fill is response (LLaDA)
+    assert batch["is_padding"].tolist()[0] == [False] * 6 + [True]
+    assert batch["answer_length"].tolist() == [4, 6]
+    assert "attention_mask" not in batch
+    for view in ("context", "target"):
+        masked = batch[f"{view}_masked"]
+        assert not (masked & ~batch["maskable"]).any() and masked.sum(dim=1).min() >= 1
+        assert torch.equal(batch[f"{view}_ids"][~masked], batch["input_ids"][~masked])
+
+
+def test_collator_attention_mask_mode_hides_padding():
+    batch = _collator(use_attention_mask=True, pad_to_max_length=True)(ROWS)
+    assert batch["input_ids"].shape == (2, 16)
+    assert batch["attention_mask"][0].tolist() == [1] * 6 + [0] * 10
+    assert batch["input_ids"][0, 6:].eq(2).all()
+    assert not (batch["context_masked"] & batch["is_padding"]).any()
+    assert batch["answer_length"].tolist() == [3, 6]
+
+
+def test_step_plan_splits_a_step_the_same_way_for_any_accumulation():
+    one = StepPlan(20, 4, 1, 1, 0, seed=5).micro_batches(1, 2)
+    two = StepPlan(20, 2, 2, 1, 0, seed=5).micro_batches(1, 2)
+    assert one[0] == two[0] + two[1]
+    plan = StepPlan(20, 2, 2, 1, 0, seed=5)
+    seen = sorted(i for s in range(plan.steps_per_epoch) for m in plan.micro_batches(0, s) for i in m)
+    assert seen == sorted(plan.order(0).tolist())  # an epoch reads every row once
+    ranks = [StepPlan(20, 2, 1, 2, r, seed=5).micro_batches(0, 0)[0] for r in (0, 1)]
+    assert not set(ranks[0]) & set(ranks[1])
+
+
+# -------------------------------------------------------------------------------------- data
+
+
+def test_jsonl_rows_prompt_response_and_messages(tmp_path, tiny_tokenizer):
+    path = tmp_path / "train.jsonl"
+    rows = [{"prompt": "Q: 1+1?", "response": " 2"},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cfg = DataConfig(source="jsonl", path=str(path))
+    examples = load_examples(cfg, tiny_tokenizer, None)
+    assert examples == [("Q: 1+1?", " 2", False), ("user: hi\nassistant:", " hello", False)]
+
+
+def test_chat_template_renders_prompt_and_answer(tmp_path, tiny_tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|eot_id|>{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "yo"}]}) + "\n")
+    [(prompt, response, has_specials)] = load_examples(DataConfig(source="jsonl", path=str(path)), tok, None)
+    assert prompt == "<|user|>hi<|eot_id|><|assistant|>" and has_specials
+    assert response == "yo<|eot_id|>"
+
+
+def test_tokenize_truncates_long_responses_and_drops_prompt_only_rows(tiny_tokenizer):
+    eos = tiny_tokenizer.eos_token_id
+    examples = [("a b", " c", False), ("x " * 40, " y", False), ("q", " long answer " * 20, False)]
+    data = tokenize_examples(examples, tiny_tokenizer, eos, max_length=24)
+    assert data.num_dropped == 1 and data.num_truncated == 1 and len(data.rows) == 2
+    assert data.rows[0]["response_ids"][-1] == eos
+    assert len(data.rows[1]["prompt_ids"]) + len(data.rows[1]["response_ids"]) == 24
+    assert data.rows[1]["response_ids"][-1] != eos  # a cut answer does not teach the model to stop there
+
+
+def test_task_rows_use_the_task_suites_prompt_text(tmp_path):
+    from dllm_jepa_train.synthetic import generate_all
+    from lm_eval_diffusion.prompts import training_pair
+    from lm_eval_diffusion.task_data import load_docs
+
+    generate_all(tmp_path, seed=0, scale=0.05)
+    for task in ("gsm8k", "nlrx"):
+        examples = load_examples(DataConfig(source=task), None, tmp_path)
+        docs = load_docs(task, "train", tmp_path)
+        assert [e[:2] for e in examples] == [training_pair(task, d) for d in docs]
+    text = load_examples(DataConfig(source="text", split="validation"), None, tmp_path)
+    assert text and all(prompt == "" for prompt, _, _ in text)
