@@ -1,0 +1,255 @@
+"""Collapse diagnostics of a checkpoint's pooled embeddings z_L (context view) and z_H (target view).
+
+Uses the trainer's own pieces, so the numbers mean what the training log's `collapse` entries mean:
+rows from `dllm_jepa_train.data` (held-out split of the run's data source, or --text-file), views drawn
+by its `DiffusionCollator` at the run's t_L (`diffusion.t_context`) and t_H (`jepa.t_target`), pooling
+by `objectives.pool_embeddings` of the last hidden state over visible tokens, and
+`objectives.collapse_stats` (per-dimension std, effective rank (sum s)^2 / sum s^2, cosine diversity
+1 - mean |cos| over random pairs).
+
+z_L comes from the checkpoint's weights (the online model). z_H comes from the EMA target saved in
+<checkpoint>/jepa/ema.safetensors when there is one (--target auto|ema), else from the checkpoint itself
+(--target online; a baseline run has no EMA). The held-out split is the first non-train split of a task
+source (gsm8k: test, spider/nlrx/django: validation) or text/valid.txt of a text source. N rows are
+drawn without replacement by a generator seeded with --seed, and their views from the trainer's
+per-row generators with the same seed.
+
+Smallest CPU run (a run directory written by the trainer):
+
+    python -m dllm_jepa_train.analysis collapse --checkpoint runs/tiny_jepa/final --num-samples 16 \
+        --out /tmp/collapse.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from dllm_jepa_train.analysis import AnalysisError
+from dllm_jepa_train.analysis.common import checkpoint_label, find_run_config, load_model, release
+from dllm_jepa_train.config import ConfigError, DataConfig, DiffusionConfig, JepaConfig, t_range
+from dllm_jepa_train.data import DiffusionCollator, load_examples, tokenize_examples
+from dllm_jepa_train.objectives import collapse_stats, pool_embeddings
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("auto", "ema", "online")
+EMA_FILE = Path("jepa") / "ema.safetensors"
+
+
+@dataclass
+class CollapseSettings:
+    """Command-line choices of `collapse`; None means "from the run config"."""
+
+    config: str | None = None  # run config; None: <checkpoint>/../config.yaml
+    t_context: str | None = None  # t_L: a number or "lo,hi"; None: diffusion.t_context of the run config
+    t_target: str | None = None  # t_H: a number or "lo,hi"; None: jepa.t_target of the run config
+    text_file: str | None = None  # held-out documents, one per line; None: the run's data source, held-out split
+    split: str | None = None  # split of the run's data source; None: its first non-train split
+    data_dir: str | None = None  # task data root; None: as the run had it
+    num_samples: int = 100  # held-out rows
+    num_pairs: int = 5000  # random pairs for the cosine diversity
+    seed: int | None = None  # row choice and views; None: run.seed of the run config (0 without one)
+    max_length: int | None = None  # None: data.max_length of the run config (else 512)
+    batch_size: int = 8  # rows per forward
+    target: str = "auto"  # auto: EMA weights when the checkpoint has them, else online | ema | online
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
+    device: str | None = None  # None: cuda if available, else cpu
+
+
+def parse_rate(value: Any, key: str) -> tuple[float, float]:
+    """A mask rate as (lo, hi): a number, a [lo, hi] list (run config) or '0.3' / '0.2,0.8' (command line)."""
+    if isinstance(value, str):
+        try:
+            parts = [float(p) for p in value.split(",")]
+        except ValueError:
+            raise AnalysisError(f"{key}: expected a number or lo,hi; got {value!r}") from None
+        value = parts[0] if len(parts) == 1 else parts
+    try:
+        return t_range(value, key)
+    except ConfigError as err:
+        raise AnalysisError(str(err)) from None
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """The trainer's saved config as {section: {key: value}}; AnalysisError naming the file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
+        raise AnalysisError(f"run config {path} cannot be read: {err}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise AnalysisError(f"run config {path} must be a mapping of sections to mappings")
+    return data
+
+
+def data_config(section: dict[str, Any], path: Path) -> DataConfig:
+    """A DataConfig from the run config's `data` section (unknown keys are an error)."""
+    known = {f.name for f in dataclasses.fields(DataConfig)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise AnalysisError(f"run config {path}: unknown data keys {unknown}; allowed: {sorted(known)}")
+    return DataConfig(**section)
+
+
+def heldout_split(source: str) -> str:
+    """The first non-train split of a task source (gsm8k: test; spider, nlrx, django: validation)."""
+    from lm_eval_diffusion.task_data import SPLITS
+
+    if source == "text":
+        return "validation"
+    if source not in SPLITS:
+        raise AnalysisError(f"data source {source!r} has no held-out split; pass --text-file")
+    return next(s for s in SPLITS[source] if s != "train")
+
+
+def heldout_examples(
+    settings: CollapseSettings, run_cfg: dict | None, cfg_path: Path | None, tokenizer: Any
+) -> tuple[list, str]:
+    """(prompt, response, has_specials) examples of the held-out data and a description of the source."""
+    if settings.text_file:
+        if not Path(settings.text_file).is_file():
+            raise AnalysisError(f"text file {settings.text_file} does not exist")
+        examples = load_examples(DataConfig(source="text", path=settings.text_file), tokenizer, None)
+        if not examples:
+            raise AnalysisError(f"text file {settings.text_file} has no non-empty lines")
+        return examples, str(Path(settings.text_file).resolve())
+    if run_cfg is None or cfg_path is None:
+        raise AnalysisError("no run config found beside the checkpoint: pass --config or --text-file")
+    data = data_config(run_cfg.get("data", {}), cfg_path)
+    if data.source == "jsonl" or (data.source == "text" and data.path):
+        raise AnalysisError(f"run config {cfg_path}: data source {data.source} ({data.path}) has no held-out "
+                            "split; pass --text-file with held-out documents")
+    split = settings.split or heldout_split(data.source)
+    if settings.data_dir:
+        data_dir: Path | None = Path(settings.data_dir)
+    elif data.generate:
+        data_dir = cfg_path.parent / "data"  # the trainer generated its data into <output_dir>/data
+    else:
+        data_dir = Path(data.data_dir) if data.data_dir else None
+    held_out = dataclasses.replace(data, split=split, path="", generate=False)
+    try:
+        examples = load_examples(held_out, tokenizer, data_dir)
+    except (OSError, ValueError, KeyError) as err:
+        raise AnalysisError(f"cannot load the {data.source} {split} split (data dir {data_dir}): {err}") from None
+    if not examples:
+        raise AnalysisError(f"the {data.source} {split} split (data dir {data_dir}) is empty")
+    return examples, f"{data.source}/{split} ({data_dir or 'DLLM_JEPA_DATA or the hub'})"
+
+
+def load_ema(backbone, path: Path) -> None:
+    """Copy the EMA target's fp32 weights into `backbone` in place; only its output head may be absent."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    result = backbone.model.load_state_dict(state, strict=False)
+    if result.unexpected_keys:
+        raise AnalysisError(f"{path} does not match the checkpoint's parameters: unexpected "
+                            f"{result.unexpected_keys[:3]} ({len(result.unexpected_keys)} in all)")
+    # The trainer drops an untied output head from the EMA: the target only needs hidden states.
+    head = backbone.model.get_output_embeddings()
+    head_prefixes = tuple(f"{name}." for name, module in backbone.model.named_modules() if module is head)
+    missing = [n for n, _ in backbone.model.named_parameters()
+               if n not in state and not (head_prefixes and n.startswith(head_prefixes))]
+    if missing:
+        raise AnalysisError(f"{path} lacks backbone parameters, e.g. {missing[:3]} ({len(missing)} in all)")
+
+
+def embed_views(backbone, batches: list[dict[str, torch.Tensor]], view: str, desc: str) -> torch.Tensor:
+    """(N, D) fp32 pooled last hidden state of one view ('context' or 'target') over all batches."""
+    out = []
+    for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
+        device = backbone.device
+        ids = batch[f"{view}_ids"].to(device)
+        keep = (~batch[f"{view}_masked"] & ~batch["is_padding"]).to(device)
+        attention = batch["attention_mask"].to(device) if "attention_mask" in batch else None
+        with torch.no_grad():
+            _, hidden = backbone.forward(ids, attention, output_hidden_states=True)
+        out.append(pool_embeddings(hidden[-1], keep).cpu())
+    return torch.cat(out)
+
+
+def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
+    """z_L and z_H collapse statistics of `checkpoint` on held-out rows; the JSON-ready result."""
+    if settings.target not in TARGETS:
+        raise AnalysisError(f"--target {settings.target!r} is not one of {', '.join(TARGETS)}")
+    if settings.num_samples < 2:
+        raise AnalysisError(f"--num-samples must be >= 2 (statistics over pairs), got {settings.num_samples}")
+    cfg_path = Path(settings.config) if settings.config else find_run_config(checkpoint)
+    if settings.config and not cfg_path.is_file():
+        raise AnalysisError(f"run config {cfg_path} does not exist")
+    run_cfg = read_run_config(cfg_path) if cfg_path else None
+    sections = run_cfg or {}
+    # Without a run config, the trainer's defaults would be a guess about how the run was trained.
+    if run_cfg is None and (settings.t_context is None or settings.t_target is None):
+        raise AnalysisError(f"no run config beside {checkpoint}: pass --config, or --t-context and --t-target")
+    run_t_context = sections.get("diffusion", {}).get("t_context", DiffusionConfig().t_context)
+    run_t_target = sections.get("jepa", {}).get("t_target", JepaConfig().t_target)
+    t_context = parse_rate(settings.t_context if settings.t_context is not None else run_t_context, "t_context")
+    t_target = parse_rate(settings.t_target if settings.t_target is not None else run_t_target, "t_target")
+    seed = settings.seed if settings.seed is not None else int(sections.get("run", {}).get("seed", 0))
+    data_section = sections.get("data", {})
+    max_length = settings.max_length or int(data_section.get("max_length", DataConfig().max_length))
+    use_attention_mask = bool(data_section.get("use_attention_mask", DataConfig().use_attention_mask))
+
+    ema_path = Path(checkpoint) / EMA_FILE
+    target = settings.target
+    if target == "auto":
+        target = "ema" if ema_path.is_file() else "online"
+        if target == "online":
+            log.warning("%s has no %s (a baseline run?): z_H comes from the checkpoint's own weights",
+                        checkpoint, EMA_FILE)
+    elif target == "ema" and not ema_path.is_file():
+        raise AnalysisError(f"--target ema: {ema_path} does not exist")
+
+    backbone = load_model(checkpoint, settings.dtype, settings.device)
+    spec = backbone.spec
+    examples, source = heldout_examples(settings, run_cfg, cfg_path, backbone.tokenizer)
+    rows = tokenize_examples(examples, backbone.tokenizer, spec.eos_id, max_length).rows
+    if len(rows) < 2:
+        raise AnalysisError(f"{source}: fewer than two usable rows after tokenization")
+    chosen = sorted(random.Random(seed).sample(range(len(rows)), min(settings.num_samples, len(rows))))
+    if len(chosen) < settings.num_samples:
+        log.warning("%s has only %d rows (asked for %d); using all of them", source, len(chosen), settings.num_samples)
+    collator = DiffusionCollator(mask_id=spec.mask_id, eos_id=spec.eos_id, pad_id=spec.pad_id, t_context=t_context,
+                                 t_target=t_target, seed=seed, max_length=max_length,
+                                 use_attention_mask=use_attention_mask)
+    batches = [collator([{**rows[i], "index": i, "epoch": 0} for i in chosen[start:start + settings.batch_size]])
+               for start in range(0, len(chosen), max(1, settings.batch_size))]
+    z_context = embed_views(backbone, batches, "context", desc=f"z_L {checkpoint}")
+    if target == "ema":
+        load_ema(backbone, ema_path)
+    z_target = embed_views(backbone, batches, "target", desc=f"z_H {checkpoint}")
+    release(backbone)
+    return {
+        "command": "collapse",
+        "checkpoint": str(checkpoint),
+        "path": checkpoint_label(checkpoint),
+        "run_config": str(cfg_path) if cfg_path else None,
+        "settings": {**asdict(settings), "t_context": list(t_context), "t_target": list(t_target), "seed": seed,
+                     "max_length": max_length, "use_attention_mask": use_attention_mask, "target": target,
+                     "data_source": source, "num_rows": len(chosen)},
+        "z_context": collapse_stats(z_context, max_pairs=settings.num_pairs, seed=seed),
+        "z_target": collapse_stats(z_target, max_pairs=settings.num_pairs, seed=seed),
+        "dim": int(z_context.shape[1]),
+    }
+
+
+def format_collapse(result: dict) -> str:
+    """A short human-readable table of a collapse result."""
+    lines = [f"{result['checkpoint']} ({result['settings']['num_rows']} rows, D = {result['dim']}, "
+             f"z_H from {result['settings']['target']} weights)",
+             f"{'view':<10} {'per-dim std':>12} {'eff. rank':>10} {'cos div.':>9}"]
+    for name, key in (("z_L", "z_context"), ("z_H", "z_target")):
+        s = result[key]
+        lines.append(f"{name:<10} {s['per_dim_std_mean']:>12.5f} {s['effective_rank']:>10.3f} "
+                     f"{s['cosine_diversity']:>9.5f}")
+    return "\n".join(lines)

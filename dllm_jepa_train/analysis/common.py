@@ -1,0 +1,259 @@
+"""Shared pieces of the analysis commands: text sources, checkpoint loading and checks, batching, run identity."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dllm_jepa_train.analysis import AnalysisError
+
+log = logging.getLogger(__name__)
+
+WIKITEXT = ("Salesforce/wikitext", "wikitext-103-raw-v1", "validation")  # (path, name, split)
+# Wikitext section titles look like " = Title = " or " = = Subsection = = "; they are not prose.
+_WIKITEXT_HEADER = re.compile(r"^\s*(=\s*)+[^=].*?(\s*=)+\s*$")
+RUN_CONFIG_NAMES = ("config.yaml", "config.yml", "config.json")  # the trainer writes config.yaml
+EXPORT_NAME = re.compile(r"final|epoch_\d+")  # folders the trainer exports checkpoints to
+
+
+def read_text_file(path: str | Path) -> list[str]:
+    """Non-empty lines of a UTF-8 text file (one document per line); AnalysisError when none."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError(f"text file {path} does not exist")
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as err:
+        raise AnalysisError(f"text file {path} is not UTF-8 text: {err}") from None
+    docs = [line.strip() for line in lines if line.strip()]
+    if not docs:
+        raise AnalysisError(f"text file {path} has no non-empty lines (expected one document per line)")
+    return docs
+
+
+def is_wikitext_header(line: str) -> bool:
+    """True for a Wikitext section title line such as ' = = Reception = = '."""
+    return bool(_WIKITEXT_HEADER.match(line))
+
+
+def load_wikitext(num_docs: int) -> list[str]:
+    """The first `num_docs` paragraphs of Wikitext-103 validation (no empty lines, no headers)."""
+    path, name, split = WIKITEXT
+    try:
+        import datasets
+
+        rows = datasets.load_dataset(path, name, split=split)
+    except Exception as err:  # noqa: BLE001 - offline, missing cache, hub errors: all mean "pass a file"
+        raise AnalysisError(
+            f"could not load {path} ({name}, {split}) via datasets.load_dataset: {type(err).__name__}: {err}. "
+            "Without network access or a populated HF cache, pass --text-file PATH (one document per line)"
+        ) from None
+    docs: list[str] = []
+    for line in rows["text"]:
+        if line.strip() and not is_wikitext_header(line):
+            docs.append(line.strip())
+            if len(docs) == num_docs:
+                break
+    if not docs:
+        raise AnalysisError(f"{path} ({name}, {split}) yielded no documents")
+    return docs
+
+
+def load_documents(text_file: str | None, num_docs: int) -> tuple[list[str], str]:
+    """The first `num_docs` documents of `text_file` (or Wikitext-103 validation) and a source label."""
+    if num_docs < 1:
+        raise AnalysisError(f"the number of documents must be >= 1, got {num_docs}")
+    if text_file:
+        docs = read_text_file(text_file)[:num_docs]
+        source = str(Path(text_file).resolve())
+    else:
+        docs = load_wikitext(num_docs)
+        source = "/".join(WIKITEXT)
+    if len(docs) < num_docs:
+        log.warning("%s has only %d documents (asked for %d); using all of them", source, len(docs), num_docs)
+    return docs, source
+
+
+def tokenize_documents(tokenizer: Any, docs: list[str], max_length: int, source: str) -> list[list[int]]:
+    """Token ids of each document without special tokens, truncated to its first `max_length` tokens."""
+    if max_length < 1:
+        raise AnalysisError(f"--max-length must be >= 1, got {max_length}")
+    rows = [tokenizer(doc, add_special_tokens=False)["input_ids"][:max_length] for doc in docs]
+    if not any(rows):
+        raise AnalysisError(f"{source}: every document tokenizes to zero tokens")
+    return rows
+
+
+def checkpoint_label(path: str) -> str:
+    """A checkpoint's stable name: the absolute path of a local directory, else the hub id as given."""
+    local = Path(path).expanduser()
+    return str(local.resolve()) if local.exists() else str(path)
+
+
+def load_tokenizer_facts(path: str) -> tuple[dict[str, int], int]:
+    """(tokenizer vocabulary, config vocab size) of a checkpoint, without loading its weights."""
+    from lm_eval_diffusion.backbone import load_config_and_tokenizer
+
+    try:
+        config, tokenizer = load_config_and_tokenizer(str(path))
+    except (OSError, ValueError) as err:
+        raise AnalysisError(f"cannot load checkpoint {path}: {err}") from None
+    return tokenizer.get_vocab(), int(getattr(config, "vocab_size", 0) or len(tokenizer))
+
+
+def check_same_tokenizer(base: str, others: list[str]) -> None:
+    """Raise AnalysisError unless every checkpoint in `others` has the tokenizer and vocabulary of `base`."""
+    base_vocab, base_size = load_tokenizer_facts(base)
+    for other in others:
+        vocab, size = load_tokenizer_facts(other)
+        if size != base_size:
+            raise AnalysisError(
+                f"checkpoints {base} and {other} have different vocabulary sizes ({base_size} vs {size}); "
+                "their losses and hidden states are not comparable"
+            )
+        if vocab != base_vocab:
+            differing = sorted(set(vocab.items()) ^ set(base_vocab.items()))[:3]
+            raise AnalysisError(
+                f"checkpoints {base} and {other} have different tokenizers "
+                f"({len(base_vocab)} vs {len(vocab)} tokens; e.g. differing entries {differing})"
+            )
+
+
+def load_model(path: str, dtype: str, device: str | None) -> Any:
+    """`lm_eval_diffusion.backbone.load_backbone` with its errors turned into AnalysisError."""
+    from lm_eval_diffusion.backbone import load_backbone
+
+    try:
+        return load_backbone(str(path), dtype=dtype, device=device)
+    except (OSError, ValueError) as err:
+        raise AnalysisError(f"cannot load checkpoint {path}: {err}") from None
+
+
+def release(backbone: Any) -> None:
+    """Free a model's weights before the next one loads: only one checkpoint is resident at a time."""
+    # Moving to meta frees the storage now, even while callers still hold the Backbone object.
+    backbone.model.to("meta")
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def plan_batches(lengths: list[int], batch_size: int, honours_padding: bool) -> list[list[int]]:
+    """Row indices per batch, longest first; a model that ignores padding only gets equal-length batches."""
+    if batch_size < 1:
+        raise AnalysisError(f"--batch-size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        fits = current is not None and len(current) < batch_size
+        if fits and not honours_padding:
+            fits = lengths[current[0]] == lengths[index]
+        if fits:
+            current.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def pad_rows(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token rows: (B, L) long ids and (B, L) long attention mask (1 = real token)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, row in enumerate(rows):
+        ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+        attention[b, : len(row)] = 1
+    return ids.to(device), attention.to(device)
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    """Write `payload` as indented JSON, creating parent folders; NaN and inf are refused."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
+def read_json(path: str | Path, what: str) -> dict:
+    """A JSON object from `path`; AnalysisError naming the file when it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnalysisError(f"{what} {path} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise AnalysisError(f"{what} {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise AnalysisError(f"{what} {path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def method_name(jepa_lambda: float, l2_lambda: float) -> str:
+    """Method of a run from its config: baseline (lambda 0), jepa (lambda > 0), anchor (L2 anchor > 0)."""
+    if l2_lambda > 0:
+        return "jepa+anchor" if jepa_lambda > 0 else "anchor"
+    return "jepa" if jepa_lambda > 0 else "baseline"
+
+
+def find_run_config(checkpoint: str) -> Path | None:
+    """The trainer's saved config of the run that exported `checkpoint` (<run_dir>/final -> <run_dir>/config.yaml).
+
+    Only the trainer's exports qualify (a folder named `final` or `epoch_<n>`): a tiny run's generated
+    base model also lives in <run_dir>/base, and must not pass for the fine-tune.
+    """
+    local = Path(checkpoint).expanduser()
+    if not local.is_dir() or not EXPORT_NAME.fullmatch(local.resolve().name):
+        return None
+    for name in RUN_CONFIG_NAMES:
+        candidate = local.resolve().parent / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def run_identity(checkpoint: str) -> tuple[str, int, Path] | None:
+    """(method, seed, config path) from the run config beside `checkpoint`; None when there is none.
+
+    Only `run.seed`, `jepa.lambda` and `anchor.l2_lambda` are read; a key the file lacks takes the
+    trainer's default, exactly as the trainer would have run it. The rest is not validated, so a config
+    whose paths do not exist on this machine still identifies its run.
+    """
+    path = find_run_config(checkpoint)
+    if path is None:
+        return None
+    import yaml
+
+    from dllm_jepa_train.config import AnchorConfig, JepaConfig, RunConfig
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise AnalysisError(f"run config {path} (of checkpoint {checkpoint}) cannot be parsed: {err}") from None
+    if not isinstance(data, dict):
+        raise AnalysisError(f"run config {path} must be a mapping of sections, got {type(data).__name__}")
+    wanted = (("run", "seed", RunConfig().seed, int), ("jepa", "lambda", JepaConfig().lambda_, float),
+              ("anchor", "l2_lambda", AnchorConfig().l2_lambda, float))
+    values = []
+    for section, key, default, kind in wanted:
+        raw = (data.get(section) or {}).get(key, default) if isinstance(data.get(section) or {}, dict) else None
+        try:
+            values.append(kind(raw))
+        except (TypeError, ValueError):
+            raise AnalysisError(f"run config {path}: {section}.{key} must be a number, got {raw!r}") from None
+    seed, jepa_lambda, l2_lambda = values
+    return method_name(jepa_lambda, l2_lambda), int(seed), path
+
+
+def finite(value: float, what: str) -> float:
+    """`value` unchanged; AnalysisError when it is NaN or infinite (JSON and the tables cannot hold it)."""
+    if not math.isfinite(value):
+        raise AnalysisError(f"{what} is not finite ({value})")
+    return value

@@ -1,0 +1,76 @@
+"""PNG plots for `compare`: per-layer drift curves and drift vs forgetting, one colour per method.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so nothing global is switched and
+no display is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+METHOD_COLOURS = {"baseline": "tab:blue", "jepa": "tab:orange", "anchor": "tab:green", "jepa+anchor": "tab:red"}
+_SPARE_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+_SEED_STYLES = ("-", "--", ":", "-.")
+
+
+def method_colour(method: str, methods: list[str]) -> str:
+    """A fixed colour for the paper's methods, spare colours in order for any other."""
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    others = [m for m in methods if m not in METHOD_COLOURS]
+    return _SPARE_COLOURS[others.index(method) % len(_SPARE_COLOURS)]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_drift_curves(curves: list[tuple[str, int, list[float]]], path: str | Path) -> Path:
+    """One line per (method, seed, per-layer drift) run; x = hidden-state index (0 = embeddings)."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    methods = sorted({m for m, _, _ in curves})
+    seeds = sorted({s for _, s, _ in curves})
+    for method, seed, curve in curves:
+        ax.plot(range(len(curve)), curve, color=method_colour(method, methods),
+                linestyle=_SEED_STYLES[seeds.index(seed) % len(_SEED_STYLES)], marker=".",
+                label=f"{method} (seed {seed})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layer (hidden-state index, 0 = embedding output)")
+    ax.set_ylabel("drift 1 - cos(base, fine-tune)")
+    ax.set_title("Per-layer drift from the base model")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, Path(path))
+
+
+def plot_drift_vs_forgetting(
+    points: list[tuple[str, int, float, float]], correlations: dict[str, float | None], path: str | Path
+) -> Path:
+    """Scatter of (method, seed, mean drift, probe delta) runs; legend gives each method's Pearson r."""
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    methods = sorted({m for m, _, _, _ in points})
+    for method in methods:
+        xs = [x for m, _, x, _ in points if m == method]
+        ys = [y for m, _, _, y in points if m == method]
+        r = correlations.get(method)
+        r_text = f"r = {r:+.2f}" if r is not None else "r = n/a"
+        ax.scatter(xs, ys, color=method_colour(method, methods), label=f"{method} ({r_text}, n = {len(xs)})")
+        for m, seed, x, y in points:
+            if m == method:
+                ax.annotate(f"s{seed}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize="x-small")
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_xlabel("mean layer drift from the base")
+    ax.set_ylabel("held-out loss delta to the base (forgetting)")
+    ax.set_title("Drift vs forgetting per run")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, Path(path))

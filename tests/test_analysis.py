@@ -1,0 +1,404 @@
+"""Analysis commands on tiny checkpoints: probe, drift, collapse statistics, compare over real lm-eval output."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dllm_jepa_train.analysis import AnalysisError
+from dllm_jepa_train.analysis.common import method_name, plan_batches, run_identity
+from dllm_jepa_train.analysis.compare import mean_std, pearson, run_compare
+from dllm_jepa_train.analysis.drift import DriftSettings, run_drift, summarize
+from dllm_jepa_train.analysis.probe import ProbeSettings, document_mask, num_masked, run_probe
+from dllm_jepa_train.objectives import collapse_stats
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TINY_TASK = PROJECT_ROOT / "tests" / "assets" / "tiny_task"
+DOCS = [
+    "The quick brown fox jumps over the lazy dog. 0123456789",
+    "SELECT count(*) FROM singer WHERE age > 20",
+    "lines containing the word dog followed by a number",
+    "Question: Tom has 3 apples and buys 4 more. How many apples does he have?",
+    "baz = foo ( bar )",
+    "call the function foo with an argument bar, substitute the result for baz.",
+    "(.*[0-9].*)&(.*[a-z].*)",
+]
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("text") / "heldout.txt"
+    # Blank lines are not documents and must be skipped.
+    path.write_text("\n".join(DOCS[:3]) + "\n\n" + "\n".join(DOCS[3:]) + "\n")
+    return path
+
+
+def one_sgd_step(source: Path, out: Path, tokenizer) -> Path:
+    """Copy of a tiny generic checkpoint after one plain-torch SGD step on a masked-LM loss."""
+    from transformers import AutoModelForMaskedLM
+
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_pretrained(source)
+    model.train()
+    ids = torch.tensor([tokenizer(DOCS[0], add_special_tokens=False)["input_ids"]])
+    is_masked = torch.arange(ids.shape[1]) % 2 == 0
+    noisy = torch.where(is_masked, torch.full_like(ids, tokenizer.mask_token_id), ids)
+    labels = torch.where(is_masked, ids, torch.full_like(ids, -100))
+    model(input_ids=noisy, labels=labels).loss.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 1.0 * p.grad
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def make_run(root: Path, name: str, checkpoint: Path, seed: int, jepa_lambda: float, l2_lambda: float = 0.0) -> Path:
+    """<root>/<name>/final (a copy of `checkpoint`) with the trainer's own config.yaml beside it."""
+    from dllm_jepa_train.config import TrainConfig, save_config
+
+    run_dir = root / name
+    shutil.copytree(checkpoint, run_dir / "final")
+    cfg = TrainConfig()
+    cfg.run.seed, cfg.run.output_dir = seed, str(run_dir)
+    cfg.jepa.lambda_, cfg.anchor.l2_lambda = jepa_lambda, l2_lambda
+    cfg.diffusion.t_context, cfg.jepa.t_target = 0.2, 0.7
+    save_config(cfg, run_dir / "config.yaml")
+    return run_dir / "final"
+
+
+@pytest.fixture(scope="module")
+def stepped(tiny_checkpoints, tiny_tokenizer, tmp_path_factory) -> Path:
+    return one_sgd_step(tiny_checkpoints["generic"], tmp_path_factory.mktemp("stepped") / "ckpt", tiny_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_checkpoints, stepped, tmp_path_factory) -> dict[str, Path]:
+    """A baseline run (the untouched base) and a JEPA run (one SGD step), both seed 1."""
+    root = tmp_path_factory.mktemp("runs")
+    return {"baseline": make_run(root, "baseline_s1", tiny_checkpoints["generic"], 1, 0.0),
+            "jepa": make_run(root, "jepa_s1", stepped, 1, 1.0)}
+
+
+# ----------------------------------------------------------------------------------------------- probe
+def test_document_mask_depends_only_on_seed_and_index():
+    a = document_mask(11, 0.5, seed=3, index=7)
+    assert torch.equal(a, document_mask(11, 0.5, seed=3, index=7))
+    assert int(a.sum()) == 6 == num_masked(11, 0.5)  # 5.5 rounds half up
+    others = [document_mask(11, 0.5, seed=3, index=i) for i in range(8)] + [document_mask(11, 0.5, seed=4, index=7)]
+    assert sum(torch.equal(a, o) for o in others) == 1  # only itself
+    assert num_masked(1, 0.5) == 1 and num_masked(4, 1.0) == 4
+
+
+def test_plan_batches_covers_rows_and_keeps_equal_lengths_without_padding():
+    lengths = [3, 5, 5, 2, 5, 3]
+    padded = plan_batches(lengths, 4, honours_padding=True)
+    assert padded == [[1, 2, 4, 0], [5, 3]]  # longest first, stable
+    unpadded = plan_batches(lengths, 4, honours_padding=False)
+    assert sorted(i for b in unpadded for i in b) == list(range(6))
+    assert all(len({lengths[i] for i in b}) == 1 for b in unpadded)
+
+
+def test_probe_identical_checkpoints_give_zero_delta_and_batch_size_does_not_matter(
+    tiny_checkpoints, tiny_tokenizer, text_file
+):
+    base = str(tiny_checkpoints["generic"])
+    settings = ProbeSettings(num_docs=6, max_length=24, batch_size=1, text_file=str(text_file), device="cpu")
+    one = run_probe(base, [base], settings)
+    four = run_probe(base, [], ProbeSettings(**{**settings.__dict__, "batch_size": 4}))
+    assert one["finetunes"][0]["delta"] == 0.0
+    lengths = [min(len(tiny_tokenizer(d, add_special_tokens=False)["input_ids"]), 24) for d in DOCS[:6]]
+    assert one["base"]["num_docs"] == 6 and one["base"]["num_tokens"] == sum(lengths)
+    assert one["base"]["num_masked"] == sum(num_masked(n, 0.5) for n in lengths) == four["base"]["num_masked"]
+    assert math.isclose(one["base"]["loss"], four["base"]["loss"], rel_tol=1e-5)
+    again = run_probe(base, [], ProbeSettings(**{**settings.__dict__, "batch_size": 4}))
+    assert again["base"]["loss"] == four["base"]["loss"]  # deterministic
+    other_seed = run_probe(base, [], ProbeSettings(**{**settings.__dict__, "seed": 1}))
+    assert other_seed["base"]["loss"] != one["base"]["loss"]  # the seed does choose the masks
+
+
+def test_probe_batches_equal_lengths_for_a_model_that_ignores_padding(tiny_checkpoints, text_file):
+    base = str(tiny_checkpoints["llada_nopad"])
+    settings = ProbeSettings(num_docs=7, max_length=12, batch_size=1, text_file=str(text_file), device="cpu")
+    one = run_probe(base, [], settings)
+    four = run_probe(base, [], ProbeSettings(**{**settings.__dict__, "batch_size": 4}))
+    assert math.isclose(one["base"]["loss"], four["base"]["loss"], rel_tol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- drift
+def test_drift_zero_for_identical_and_positive_after_one_step(tiny_checkpoints, stepped, text_file):
+    base = str(tiny_checkpoints["generic"])
+    settings = DriftSettings(num_samples=5, max_length=24, batch_size=2, text_file=str(text_file), device="cpu")
+    result = run_drift(base, [base, str(stepped)], settings)
+    same, moved = result["finetunes"]
+    assert result["num_hidden_states"] == 3 and len(same["per_layer"]) == 3  # embeddings + 2 blocks
+    assert max(abs(v) for v in same["per_layer"]) < 1e-6
+    assert moved["mean"] > 1e-4 and min(moved["per_layer"]) > 0
+    assert set(moved["thirds"]) == {"early", "middle", "late"}
+    assert result["ratio"]["mean"] == pytest.approx(0.0, abs=1e-6)  # identical / moved
+    reversed_ = run_drift(base, [str(stepped), base], settings)
+    assert reversed_["ratio"]["mean"] is None  # over a zero drift: undefined, not a huge number
+
+
+def test_drift_summary_thirds():
+    summary = summarize([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert summary["mean"] == pytest.approx(3.0)
+    assert summary["third_layers"] == {"early": [0, 1, 2], "middle": [3, 4], "late": [5, 6]}
+    assert summary["thirds"] == {"early": 1.0, "middle": 3.5, "late": 5.5}
+
+
+# -------------------------------------------------------------------------------------------- collapse
+def test_collapse_stats_of_known_matrices():
+    eye = collapse_stats(torch.eye(8))
+    assert eye["effective_rank"] == pytest.approx(8.0)
+    assert eye["cosine_diversity"] == pytest.approx(1.0)  # orthogonal rows
+    rank_one = collapse_stats(torch.outer(torch.tensor([1.0, -2.0, 3.0, 0.5]), torch.arange(1.0, 7.0)))
+    assert rank_one["effective_rank"] == pytest.approx(1.0, abs=1e-5)
+    same = collapse_stats(torch.tensor([[0.3, -1.0, 2.0]]).repeat(10, 1))
+    assert same["cosine_diversity"] == pytest.approx(0.0, abs=1e-6)
+    assert same["per_dim_std_mean"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_collapse_on_a_run_uses_its_rates_and_ema(runs, tiny_checkpoints, text_file):
+    from safetensors.torch import save_file
+    from transformers import AutoModelForMaskedLM
+
+    from dllm_jepa_train.analysis.collapse import CollapseSettings, run_collapse
+
+    jepa = runs["jepa"]
+    (jepa / "jepa").mkdir(exist_ok=True)
+    base = AutoModelForMaskedLM.from_pretrained(tiny_checkpoints["generic"])
+    ema = {n: p.detach().clone().contiguous() for n, p in base.named_parameters()}  # the base: an EMA that lags
+    save_file(ema, str(jepa / "jepa" / "ema.safetensors"))
+    settings = CollapseSettings(text_file=str(text_file), num_samples=6, num_pairs=50, batch_size=3, device="cpu")
+    with_ema = run_collapse(str(jepa), settings)
+    assert with_ema["settings"]["t_context"] == [0.2, 0.2] and with_ema["settings"]["t_target"] == [0.7, 0.7]
+    assert with_ema["settings"]["target"] == "ema" and with_ema["settings"]["seed"] == 1 and with_ema["dim"] == 64
+    online = run_collapse(str(jepa), CollapseSettings(**{**settings.__dict__, "target": "online"}))
+    assert online["z_context"] == with_ema["z_context"]  # z_L always from the checkpoint
+    assert online["z_target"] != with_ema["z_target"]
+    for stats in (with_ema["z_context"], with_ema["z_target"]):
+        assert 1.0 <= stats["effective_rank"] <= 6.0 and 0.0 <= stats["cosine_diversity"] <= 1.0
+
+
+# -------------------------------------------------------------------------------------------- identity
+@pytest.mark.parametrize("lam, l2, method", [(0.0, 0.0, "baseline"), (0.5, 0.0, "jepa"), (0.0, 0.1, "anchor")])
+def test_run_identity_from_saved_config(tmp_path, tiny_checkpoints, lam, l2, method):
+    final = make_run(tmp_path, "r", tiny_checkpoints["generic"], 777, lam, l2)
+    found = run_identity(str(final))
+    assert found[:2] == (method, 777) and found[2] == final.parent / "config.yaml"
+    assert method_name(lam, l2) == method
+    (final.parent / "base").mkdir()  # a tiny run's generated base model is not the run's fine-tune
+    assert run_identity(str(final.parent / "base")) is None
+
+
+def test_mean_std_and_pearson_by_hand():
+    assert mean_std([1.0, 2.0, 3.0, 4.0]) == pytest.approx((2.5, math.sqrt(1.25)))  # population std
+    assert pearson([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx(1.0)
+    assert pearson([1.0, 2.0, 3.0], [3.0, 1.0, 2.0]) == pytest.approx(-0.5)
+    assert pearson([1.0], [1.0]) is None and pearson([1.0, 1.0], [0.0, 2.0]) is None
+
+
+# --------------------------------------------------------------------------------------------- compare
+@pytest.fixture(scope="module")
+def lm_eval_outputs(runs, tmp_path_factory) -> Path:
+    """Real `lm_eval.simple_evaluate` output of both runs on the tiny generation task, saved by lm-eval's writer."""
+    import lm_eval
+    from lm_eval.loggers import EvaluationTracker
+    from lm_eval.tasks import TaskManager
+
+    import lm_eval_diffusion_hook  # noqa: F401  (registers llada_diffusion, as the installed .pth does)
+
+    out = tmp_path_factory.mktemp("lm_eval_out")
+    manager = TaskManager(include_path=str(TINY_TASK))
+    for checkpoint in runs.values():
+        tracker = EvaluationTracker(output_path=str(out))
+        results = lm_eval.simple_evaluate(
+            model="llada_diffusion", model_args=f"pretrained={checkpoint},steps=2,gen_length=4,block_length=4",
+            tasks=["tiny_echo"], limit=2, device="cpu", evaluation_tracker=tracker, task_manager=manager,
+            bootstrap_iters=0,
+        )
+        tracker.save_results_aggregated(results=results)
+    return out
+
+
+@pytest.fixture(scope="module")
+def analysis_outputs(runs, tiny_checkpoints, text_file, tmp_path_factory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("analysis_out")
+    base, finetunes = str(tiny_checkpoints["generic"]), [str(runs["baseline"]), str(runs["jepa"])]
+    probe = run_probe(base, finetunes, ProbeSettings(num_docs=4, max_length=16, text_file=str(text_file), device="cpu"))
+    drift = run_drift(base, finetunes,
+                      DriftSettings(num_samples=4, max_length=16, text_file=str(text_file), device="cpu"))
+    (out / "probe.json").write_text(json.dumps(probe))
+    (out / "drift.json").write_text(json.dumps(drift))
+    return out / "probe.json", out / "drift.json"
+
+
+def test_compare_on_real_lm_eval_output(lm_eval_outputs, analysis_outputs, runs, tmp_path):
+    from matplotlib.image import imread
+
+    from dllm_jepa_train.analysis.__main__ import main
+
+    files = sorted(lm_eval_outputs.rglob("results_*.json"))
+    assert len(files) == 2
+    probe, drift = analysis_outputs
+    out = tmp_path / "report"
+    assert main(["compare", "--results", str(lm_eval_outputs), "--probe", str(probe), "--drift", str(drift),
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "compare.json").read_text())
+    assert [(r["method"], r["seed"]) for r in report["runs"]] == [("baseline", 1), ("jepa", 1)]
+    comparison = report["comparisons"][0]
+    rows = {(r["task"], r["metric"]): r for r in comparison["rows"]}
+    row = rows[("tiny_echo", "exact_match,none")]
+    base_value = report["runs"][0]["metrics"]["tiny_echo"]["exact_match,none"]
+    jepa_value = report["runs"][1]["metrics"]["tiny_echo"]["exact_match,none"]
+    assert row["n"] == 1 and row["baseline_mean"] == base_value and row["delta_mean"] == jepa_value - base_value
+    assert row["baseline_std"] == 0.0
+    drift_row = rows[("(drift)", "mean")]
+    assert abs(drift_row["baseline_mean"]) < 1e-6 < drift_row["method_mean"]  # the baseline run is the base
+    assert rows[("(probe)", "loss delta to base")]["baseline_mean"] == 0.0
+    assert comparison["drift_ratio"]["mean"] is None  # jepa / a zero baseline drift is undefined
+    assert [r["task"] for r in comparison["rows"]][0] == "tiny_echo"  # lm-eval tasks first
+    assert report["flags"] == {"missing_seeds": [], "mismatched_settings": [], "duplicates": []}
+    markdown = (out / "compare.md").read_text()
+    assert "## baseline → jepa" in markdown and "| tiny_echo | exact_match,none |" in markdown
+    assert "- none" in markdown  # no flags
+    for name in ("drift_curves.png", "drift_vs_forgetting.png"):
+        path = out / name
+        assert path.stat().st_size > 1024
+        assert imread(path).ndim == 3
+
+
+def test_compare_flags_missing_seed_and_mismatched_settings(lm_eval_outputs, runs, tmp_path):
+    files = sorted(lm_eval_outputs.rglob("results_*.json"))
+    jepa_file = next(f for f in files if "jepa_s1" in json.loads(f.read_text())["config"]["model_args"])
+    data = json.loads(jepa_file.read_text())
+    data["configs"]["tiny_echo"]["num_fewshot"] = 3
+    data["config"]["steps"] = 64
+    data["config"]["model_args"] = data["config"]["model_args"].replace("steps=2", "steps=64")
+    extra = tmp_path / "jepa_seed2.json"
+    extra.write_text(json.dumps(data))
+    report = run_compare([str(lm_eval_outputs)], [f"jepa:2:{extra}"], [], [], str(tmp_path / "report"))
+    flags = report["flags"]
+    assert flags["missing_seeds"] == ["jepa vs baseline: seed 2: jepa run present, baseline run missing"]
+    mismatched = "\n".join(flags["mismatched_settings"])
+    assert "tiny_echo: num_fewshot differs between runs: 0 (baseline s1, jepa s1); 3 (jepa s2)" in mismatched
+    assert "tiny_echo: steps differs between runs: 2 (baseline s1, jepa s1); 64 (jepa s2)" in mismatched
+    assert "gen_length" not in mismatched and "block_length" not in mismatched
+    row = next(r for r in report["comparisons"][0]["rows"] if r["task"] == "tiny_echo")
+    assert row["n"] == 1 and row["seeds"] == [1]  # seed 2 has no baseline to pair with
+    assert "**missing seed**" in report["markdown"] and "**mismatched settings**" in report["markdown"]
+
+
+def test_compare_without_run_config_asks_for_a_label(lm_eval_outputs, tmp_path):
+    data = json.loads(sorted(lm_eval_outputs.rglob("results_*.json"))[0].read_text())
+    data["config"]["model_args"] = "pretrained=/nonexistent/final,steps=2"
+    orphan = tmp_path / "results_orphan.json"
+    orphan.write_text(json.dumps(data))
+    with pytest.raises(AnalysisError, match=r"has no run config.*--run METHOD:SEED"):
+        run_compare([str(orphan)], [], [], [], str(tmp_path / "report"))
+
+
+# -------------------------------------------------------------------------------------- bad input (CLI)
+def test_bad_input_exits_2_with_a_clear_message(tiny_checkpoints, tmp_path):
+    from lm_eval_diffusion.tiny import build_tiny_checkpoint, build_tokenizer
+
+    small = build_tiny_checkpoint(tmp_path / "small_vocab", "generic", build_tokenizer(vocab_size=320), seed=3)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    malformed = tmp_path / "results_broken.json"
+    malformed.write_text('{"results": {"tiny_echo": ')
+    base = str(tiny_checkpoints["generic"])
+    cases = {
+        "vocab": (["drift", "--base", base, "--finetunes", str(small), "--text-file", str(empty.with_name("t.txt"))],
+                  [f"checkpoints {base} and {small} have different vocabulary sizes"]),
+        "json": (["compare", "--results", str(malformed), "--out", str(tmp_path / "r")],
+                 [f"results file {malformed} is not valid JSON"]),
+        "empty": (["probe", "--base", base, "--finetunes", base, "--text-file", str(empty)],
+                  [f"text file {empty} has no non-empty lines"]),
+        "offline": (["probe", "--base", base, "--finetunes", base, "--num-docs", "2"],
+                    ["Salesforce/wikitext", "pass --text-file"]),
+    }
+    (tmp_path / "t.txt").write_text("\n".join(DOCS) + "\n")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}
+    procs = {name: subprocess.Popen([sys.executable, "-m", "dllm_jepa_train.analysis", *argv], cwd=tmp_path,
+                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, (argv, _) in cases.items()}
+    for name, proc in procs.items():
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (name, stderr)
+        assert "Traceback" not in stderr, (name, stderr)
+        last = stderr.strip().splitlines()[-1]
+        assert last.startswith("error: "), (name, stderr)
+        for text in cases[name][1]:
+            assert text in last, (name, last)
+
+
+def test_compare_statistics_and_correlations_by_hand(tmp_path):
+    """Three seeds per method, labelled by checkpoint folder; every number below is computed by hand."""
+    deltas = {"baseline": [0.1, 0.2, 0.3], "jepa": [0.03, 0.01, 0.02]}
+    drifts = {"baseline": [0.2, 0.4, 0.6], "jepa": [0.1, 0.2, 0.3]}
+    labels, probe_entries, drift_entries = [], [], []
+    for method in deltas:
+        for i, seed in enumerate((42, 123, 777)):
+            ckpt = tmp_path / f"{method}_{seed}" / "final"
+            ckpt.mkdir(parents=True)
+            (ckpt / "config.json").write_text("{}")  # a checkpoint folder without a run config
+            labels.append(f"{method}:{seed}:{ckpt}")
+            probe_entries.append({"checkpoint": str(ckpt), "path": str(ckpt), "loss": 2.0 + deltas[method][i],
+                                  "delta": deltas[method][i]})
+            d = drifts[method][i]
+            drift_entries.append({"checkpoint": str(ckpt), "path": str(ckpt), "mean": d, "per_layer": [d, d, d],
+                                  "thirds": {"early": d, "middle": d, "late": d}})
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"command": "probe", "settings": {"seed": 0}, "base": {"path": "base"},
+                                 "finetunes": probe_entries}))
+    drift = tmp_path / "drift.json"
+    drift.write_text(json.dumps({"command": "drift", "settings": {}, "base": {"path": "base"},
+                                 "finetunes": drift_entries}))
+    report = run_compare([], labels, [str(probe)], [str(drift)], str(tmp_path / "out"))
+    assert report["correlations"]["baseline"] == {"pearson_r": pytest.approx(1.0), "n": 3}
+    assert report["correlations"]["jepa"] == {"pearson_r": pytest.approx(-0.5), "n": 3}
+    assert "- jepa: Pearson r = -0.500 over 3 runs" in report["markdown"]
+    rows = {(r["task"], r["metric"]): r for r in report["comparisons"][0]["rows"]}
+    row = rows[("(drift)", "mean")]
+    assert row["baseline_mean"] == pytest.approx(0.4) and row["baseline_std"] == pytest.approx(math.sqrt(0.08 / 3))
+    assert row["delta_mean"] == pytest.approx(-0.2) and row["delta_std"] == pytest.approx(math.sqrt(0.02 / 3))
+    assert row["n"] == 3 and row["seeds"] == [42, 123, 777]
+    assert report["comparisons"][0]["drift_ratio"]["mean"] == pytest.approx(0.5)
+    assert rows[("(probe)", "loss delta to base")]["method_mean"] == pytest.approx(0.02)
+    assert report["flags"]["missing_seeds"] == [] and report["flags"]["mismatched_settings"] == []
+    assert (tmp_path / "out" / "drift_vs_forgetting.png").stat().st_size > 1024
+
+
+def test_missing_and_non_lm_eval_result_files_are_named(tmp_path):
+    missing = tmp_path / "nope" / "results.json"
+    with pytest.raises(AnalysisError, match=f"results path {missing} does not exist"):
+        run_compare([str(missing)], [], [], [], str(tmp_path / "out"))
+    empty_dir = tmp_path / "empty_eval"
+    empty_dir.mkdir()
+    with pytest.raises(AnalysisError, match=f"no lm-eval results files .* under {empty_dir}"):
+        run_compare([str(empty_dir)], [], [], [], str(tmp_path / "out"))
+    not_lm_eval = tmp_path / "results_other.json"
+    not_lm_eval.write_text(json.dumps({"accuracy": 0.5}))
+    with pytest.raises(AnalysisError, match=f"results file {not_lm_eval} is not lm-eval output"):
+        run_compare([str(not_lm_eval)], [], [], [], str(tmp_path / "out"))
+    with pytest.raises(AnalysisError, match="expected METHOD:SEED:PATH"):
+        run_compare([], ["jepa:42"], [], [], str(tmp_path / "out"))
+
+
+def test_wikitext_headers_are_recognised():
+    from dllm_jepa_train.analysis.common import is_wikitext_header
+
+    assert is_wikitext_header(" = Robert Boulter = \n") and is_wikitext_header(" = = = Film = = = ")
+    assert not is_wikitext_header(" The value of x = 3 and y = 4 .") and not is_wikitext_header(" = ")
