@@ -2,7 +2,8 @@
 
 lm-eval 0.4.13 discovers no model plugins, so a `.pth` file installed with the wheel imports this
 module at interpreter start. It costs one meta-path finder: nothing heavy is imported until lm-eval
-itself is. Registration happens *after* `lm_eval.models` has loaded, because `get_model` only fills
+itself is. It is a top-level module, not part of `lm_eval_diffusion`, so that importing it at start-up
+does not pin the installed copy of the package ahead of a checkout that comes first on sys.path. Registration happens *after* `lm_eval.models` has loaded, because `get_model` only fills
 the registry with the built-in models when it finds it empty.
 """
 

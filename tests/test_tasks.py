@@ -44,7 +44,7 @@ def built(task_manager) -> dict:
 
 
 def test_plain_task_manager_finds_the_tasks_through_the_hook():
-    import lm_eval_diffusion._hook  # noqa: F401  (installed by the wheel's .pth in every process)
+    import lm_eval_diffusion_hook  # noqa: F401  (installed by the wheel's .pth in every process)
 
     names = TaskManager(include_defaults=False).all_tasks
     assert set(GENERATION_TASKS) | {"mmlu_500", "dllm_jepa"} <= set(names)
@@ -224,7 +224,7 @@ def test_mmlu_500_from_a_local_file(mmlu_manager):
 
 def test_generation_tasks_end_to_end_with_the_tiny_diffusion_model(task_manager, tiny_checkpoints):
     pytest.importorskip("lm_eval_diffusion.harness")
-    import lm_eval_diffusion._hook  # noqa: F401  (registers llada_diffusion, as the installed .pth does)
+    import lm_eval_diffusion_hook  # noqa: F401  (registers llada_diffusion, as the installed .pth does)
 
     out = lm_eval.simple_evaluate(
         model="llada_diffusion",
