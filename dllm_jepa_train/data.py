@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from dllm_jepa_train.objectives import draw_views, row_generator
+from lm_eval_diffusion.backbone import encode_prompt
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,17 @@ class TokenizedData:
 def tokenize_examples(
     examples: list[tuple[str, str, bool]], tokenizer: Any, eos_id: int, max_length: int
 ) -> TokenizedData:
-    """Token rows: prompt ids (with the tokenizer's specials unless already rendered), response ids + EOS."""
+    """Token rows: prompt ids (`encode_prompt`; chat-rendered prompts as they are), response ids + EOS."""
     rows, truncated, dropped = [], 0, 0
     for prompt, response, has_specials in examples:
-        prompt_ids = tokenizer(prompt, add_special_tokens=not has_specials)["input_ids"] if prompt else []
+        # The same prompt encoding as the lm-eval adapter (BOS where the tokenizer adds one, no
+        # trailing specials), so fine-tuned checkpoints see prompts exactly as they are evaluated.
+        if not prompt:
+            prompt_ids = []
+        elif has_specials:
+            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        else:
+            prompt_ids = encode_prompt(tokenizer, prompt)
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [eos_id]
         room = max_length - len(prompt_ids)
         if room < 1:

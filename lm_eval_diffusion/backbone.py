@@ -282,3 +282,27 @@ def load_backbone(
         logger.info("%s: family=%s mask_id=%d stop_ids=%s padding honoured=%s",
                     name, family, spec.mask_id, spec.stop_ids, backbone.honours_padding)
     return backbone
+
+
+def adds_bos(tokenizer: Any) -> bool:
+    """True when the tokenizer's default encoding starts a text with its BOS token (LLaDA's does)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is None:
+        return False
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and ids[0] == bos
+
+
+def encode_prompt(tokenizer: Any, text: str, add_bos: bool | None = None) -> list[int]:
+    """Prompt ids as training, evaluation and the probe all see them: the text's tokens, after BOS
+    when `add_bos` (None: when the tokenizer's own default adds it). Never trailing specials such as
+    BERT's [SEP], which would sit between a prompt and its answer."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if add_bos is None:
+        add_bos = adds_bos(tokenizer)
+    if add_bos:
+        bos = getattr(tokenizer, "bos_token_id", None)
+        if bos is None:
+            raise ValueError("add_bos=True but the tokenizer has no BOS token")
+        ids = [int(bos)] + ids
+    return ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -82,3 +83,29 @@ def test_hidden_states_have_one_entry_per_layer_plus_embeddings(tiny_checkpoints
     logits, hidden = model_forward(bb.model, bb.spec, torch.tensor([[3, 4, 5]]), output_hidden_states=True)
     assert logits.shape == (1, 3, bb.spec.vocab_size)
     assert len(hidden) == 3 and hidden[-1].shape == (1, 3, 64)
+
+
+def _with_post_processor(tokenizer, single: str, specials: list[str]):
+    """A copy of `tokenizer` whose default encoding wraps texts as `single` (e.g. "<bos> $A")."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    raw = copy.deepcopy(tokenizer.backend_tokenizer)
+    raw.post_processor = processors.TemplateProcessing(
+        single=single, special_tokens=[(t, raw.token_to_id(t)) for t in specials])
+    return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   mask_token="<|mdm_mask|>")
+
+
+def test_encode_prompt_keeps_bos_only_where_the_tokenizer_adds_it(tiny_tokenizer):
+    from lm_eval_diffusion.backbone import encode_prompt
+
+    plain = tiny_tokenizer("Question: 2+2?", add_special_tokens=False)["input_ids"]
+    assert encode_prompt(tiny_tokenizer, "Question: 2+2?") == plain  # no BOS defined or added
+    bos_first = _with_post_processor(tiny_tokenizer, "<|endoftext|> $A", ["<|endoftext|>"])
+    bos = bos_first.bos_token_id
+    assert encode_prompt(bos_first, "Question: 2+2?") == [bos] + plain
+    # A BERT-style template adds a trailing separator; a prompt must not end in it.
+    wrapped = _with_post_processor(tiny_tokenizer, "<|endoftext|> $A <|eot_id|>", ["<|endoftext|>", "<|eot_id|>"])
+    assert encode_prompt(wrapped, "Question: 2+2?") == [bos] + plain
+    assert encode_prompt(bos_first, "Question: 2+2?", add_bos=False) == plain
