@@ -1,0 +1,586 @@
+"""lm-eval model `llada_diffusion` (alias `diffusion_lm`) for masked diffusion LMs (LLaDA, Dream, generic).
+
+Smallest CPU run (tiny checkpoint from `lm_eval_diffusion.tiny`, task from the tests):
+
+    lm_eval --model llada_diffusion --device cpu \
+        --model_args pretrained=<tiny ckpt>,steps=8,gen_length=16,block_length=8 \
+        --tasks tiny_echo --include_path tests/assets/tiny_task --limit 4
+
+Data parallel: `accelerate launch -m lm_eval ...` or `torchrun --nproc_per_node N -m lm_eval ...`;
+each process evaluates its shard and lm-eval gathers the scores through this class's collectives.
+
+Requests are handled here (batching, stops, truncation, ranks); the algorithms live in `sampler.py`
+(generation) and `likelihood.py` (Monte-Carlo ELBO), the checkpoint facts in `backbone.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zlib
+from dataclasses import dataclass, fields
+from typing import Any, get_args, get_type_hints
+
+import torch
+from lm_eval.api.model import LM
+from tqdm import tqdm
+
+from lm_eval_diffusion.backbone import FAMILIES, Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
+from lm_eval_diffusion.likelihood import elbo_mc
+from lm_eval_diffusion.sampler import (
+    DREAM_ALGS,
+    REMASKING,
+    SAMPLERS,
+    DreamSamplerConfig,
+    LladaSamplerConfig,
+    dream_generate,
+    llada_generate,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GEN_LENGTH = 256  # lm-eval's own default max_gen_toks, for requests that do not set it
+AUTO_BATCH_SIZE = {"cuda": 8, "cpu": 1}  # what batch_size=auto means; no memory probing is done
+DEFAULT_MAX_LENGTH = 4096  # when neither the config nor the tokenizer states a context length
+
+
+@dataclass
+class DiffusionLMArgs:
+    """`--model_args` of DiffusionLM; values may arrive as strings and are parsed by `from_kwargs`."""
+
+    pretrained: str = ""  # checkpoint directory or hub id (required)
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
+    device: str | None = None  # None: cuda if available, else cpu; under data parallel cuda:LOCAL_RANK
+    trust_remote_code: bool = True  # LLaDA and Dream ship their modeling code with the checkpoint
+    revision: str | None = None
+    family: str | None = None  # llada | dream | generic; None: from the config's model_type
+    mask_id: int | None = None  # None: config `mask_token_id`, else the tokenizer's mask token
+    sampler: str | None = None  # llada | dream; None: dream for Dream checkpoints, llada otherwise
+    steps: int = 128  # forward passes per generation (all blocks together)
+    gen_length: int | None = None  # None: each request's max_gen_toks (256 if unset); llada rounds up to blocks
+    block_length: int = 128  # llada sampler only
+    temperature: float = 0.0  # 0: greedy; request kwargs cannot change it (see generate_until)
+    remasking: str = "low_confidence"  # llada sampler: low_confidence | random
+    alg: str = "entropy"  # dream sampler: origin | maskgit_plus | topk_margin | entropy (Dream's eval default)
+    alg_temp: float | None = None  # dream sampler: None/0 deterministic top-k (Dream's eval uses 0)
+    eps: float = 1e-3  # dream sampler: end of the time grid
+    cfg_scale: float = 0.0  # unsupervised classifier-free guidance (llada sampler and the ELBO)
+    logits_eos_inf: bool = False  # llada sampler: never generate EOS
+    confidence_eos_eot_inf: bool = False  # llada sampler: EOS/EOT get no confidence
+    mc_num: int = 128  # Monte-Carlo samples per loglikelihood request
+    mc_batch_size: int = 32  # masked copies per forward in loglikelihood
+    greedy_check: bool = False  # loglikelihood's is_greedy: fill the continuation greedily and compare
+    max_length: int | None = None  # prompt + generation cap; None: from the config/tokenizer, else 4096
+    batch_size: int | str = 1  # prompts per forward in generate_until; auto: 8 on CUDA, 1 on CPU
+    max_batch_size: int | None = None  # accepted from the CLI; unused (no auto-tuning)
+    add_bos_token: bool | None = None  # prepend BOS to every context; None: where the tokenizer's default adds it (as in training)
+    seed: int = 1234  # seeds sampling noise and, per request, the ELBO masks
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> tuple[DiffusionLMArgs, set[str]]:
+        """Parse `kwargs` (strings allowed) into the dataclass; return it and the keys that were given."""
+        hints = get_type_hints(cls)
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown model_args {', '.join(unknown)} for llada_diffusion; allowed: {', '.join(allowed)}"
+            )
+        parsed = {name: _parse_value(name, value, hints[name]) for name, value in kwargs.items()}
+        args = cls(**parsed)
+        args.validate()
+        return args, set(kwargs)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the bad key and the allowed values."""
+        if not self.pretrained:
+            raise ValueError("model_args must include pretrained=<checkpoint dir or hub id>")
+        choices = {"family": FAMILIES, "sampler": SAMPLERS, "remasking": REMASKING, "alg": DREAM_ALGS}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        positive = ("steps", "block_length", "mc_num", "mc_batch_size")
+        for name in positive + ("gen_length", "max_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if isinstance(self.batch_size, str) and not self.batch_size.startswith("auto"):
+            raise ValueError(f"batch_size must be an integer or 'auto', got {self.batch_size!r}")
+        if isinstance(self.batch_size, int) and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def _parse_value(name: str, value: Any, hint: Any) -> Any:
+    """One model_arg from a string or a typed value, by the field's annotation (`T` or `T | None`)."""
+    options = get_args(hint) or (hint,)
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        if type(None) in options:
+            return None
+        raise ValueError(f"model_args {name} cannot be None")
+    kind = options[0]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError(f"model_args {name} must be true or false, got {value!r}")
+    if name == "batch_size":
+        if isinstance(value, str) and value.strip().lower().startswith("auto"):
+            return value.strip().lower()
+        return _parse_number(name, value, int)
+    if kind in (int, float):
+        return _parse_number(name, value, kind)
+    return str(value)
+
+
+def _parse_number(name: str, value: Any, kind: type) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"model_args {name} must be a number, got {value!r}")
+    try:
+        if kind is int:
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        return float(value)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"model_args {name} must be {what}, got {value!r}") from None
+
+
+def _merge_cli(model_args: dict[str, Any], cli: dict[str, Any] | None) -> dict[str, Any]:
+    """`--batch_size`/`--device`/`--max_batch_size` under model_args, which win when both are set."""
+    merged = {k: v for k, v in (cli or {}).items() if v is not None}
+    is_rank0 = int(os.environ.get("RANK", "0")) == 0
+    for key, value in model_args.items():
+        if key in merged and str(merged[key]) != str(value) and is_rank0:
+            logger.warning("%s=%s in --model_args overrides --%s %s", key, value, key, merged[key])
+    if "device" in merged and "device" not in model_args:
+        wanted = str(merged["device"])
+        # lm-eval's CLI passes device=cuda:0 when --device is not given at all.
+        if wanted.startswith("cuda") and not torch.cuda.is_available():
+            if is_rank0:
+                logger.warning("--device %s asked for but CUDA is not available: running on cpu", wanted)
+            merged["device"] = "cpu"
+    merged.update(model_args)
+    return merged
+
+
+class DiffusionLM(LM):
+    """lm-eval adapter: generate_until through the iterative-unmasking sampler, loglikelihood as an ELBO."""
+
+    def __init__(self, **model_args: Any) -> None:
+        super().__init__()
+        args, given = DiffusionLMArgs.from_kwargs(model_args)
+        self.args = args
+        self._warned: set[str] = set()
+        self._rank, self._world_size, device = _setup_distributed(args.device)
+        self._device = device
+        self.backbone: Backbone = load_backbone(
+            args.pretrained,
+            family=args.family,
+            dtype=args.dtype,
+            device=device,
+            trust_remote_code=args.trust_remote_code,
+            mask_id=args.mask_id,
+            revision=args.revision,
+        )
+        self.tokenizer = self.backbone.tokenizer
+        spec = self.backbone.spec
+        self.sampler = args.sampler or ("dream" if spec.family == "dream" else "llada")
+        _check_sampler_options(self.sampler, given, args)
+        self.batch_size = self._resolve_batch_size(args.batch_size)
+        self.max_length = args.max_length or _context_length(self.backbone)
+        eot = {spec.eot_id} if spec.eot_id is not None else set()
+        # EOS for logits_eos_inf means end of text (LLaDA's <|endoftext|>), not the chat end-of-turn.
+        self.eos_ids = tuple(i for i in spec.stop_ids if i not in eot)
+        self.eot_ids = tuple(eot)
+        if args.gen_length is not None:
+            self._sampler_config(self._gen_length(args.gen_length)).validate()
+        if args.add_bos_token is None:
+            args.add_bos_token = adds_bos(self.tokenizer)
+        if args.add_bos_token and self.tokenizer.bos_token_id is None:
+            raise ValueError(f"add_bos_token=True but the tokenizer of {args.pretrained} has no BOS token")
+        self._generator = torch.Generator(device=device).manual_seed(args.seed)
+        if self._rank == 0:
+            logger.info(
+                "llada_diffusion: %s family=%s sampler=%s batch_size=%d padding_honoured=%s world_size=%d",
+                args.pretrained, spec.family, self.sampler, self.batch_size, self.backbone.honours_padding,
+                self._world_size,
+            )
+
+    # ---- construction from the CLI -------------------------------------------------------------------
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> DiffusionLM:
+        """From `--model_args k=v,...` plus lm-eval's `--batch_size/--device`; model_args win on conflict."""
+        from lm_eval.utils import simple_parse_args_string
+
+        return cls(**_merge_cli(simple_parse_args_string(arg_string), additional_config))
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> DiffusionLM:
+        """From a model_args dict plus lm-eval's `--batch_size/--device`; model_args win on conflict."""
+        return cls(**_merge_cli(dict(arg_dict), additional_config))
+
+    def _resolve_batch_size(self, batch_size: int | str) -> int:
+        if isinstance(batch_size, int):
+            return batch_size
+        chosen = AUTO_BATCH_SIZE["cuda" if self._device.type == "cuda" else "cpu"]
+        self._warn_once("auto", f"batch_size={batch_size}: no memory probing, using batch_size={chosen} "
+                                f"on {self._device.type}")
+        return chosen
+
+    # ---- distributed collectives used by lm-eval's evaluator ------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Concatenate `tensor` (0-d tensors become length 1) from every rank, in rank order."""
+        if self._world_size == 1:
+            return tensor
+        import torch.distributed as dist
+
+        local = tensor.to(self._device).reshape(-1)
+        parts = [torch.empty_like(local) for _ in range(self._world_size)]
+        dist.all_gather(parts, local)
+        return torch.cat(parts)
+
+    def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
+        """Every rank's `obj` as a list on rank `dst`; None elsewhere."""
+        if self._world_size == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out = [None] * self._world_size if self._rank == dst else None
+        dist.gather_object(obj, out, dst=dst)
+        return out
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        if self._world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    # ---- tokenisation ----------------------------------------------------------------------------
+    @property
+    def prefix_token_id(self) -> int:
+        """Stands in for an empty context: BOS when the tokenizer has one, else EOS (lm-eval's convention)."""
+        bos = self.tokenizer.bos_token_id
+        return int(bos) if bos is not None else self.backbone.spec.eos_id
+
+    def tok_encode(self, text: str) -> list[int]:
+        """Token ids of `text` encoded as the trainer encodes prompts (`encode_prompt`)."""
+        return encode_prompt(self.tokenizer, text, bool(self.args.add_bos_token))
+
+    @property
+    def tokenizer_name(self) -> str:
+        return str(self.tokenizer.name_or_path).replace("/", "__")
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        if not chat_template:
+            return None
+        return chat_template if isinstance(chat_template, str) else self.tokenizer.chat_template
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The tokenizer's chat template applied to `chat_history`, as text."""
+        if not self.tokenizer.chat_template:
+            raise ValueError(f"--apply_chat_template: the tokenizer of {self.args.pretrained} has no chat template")
+        return self.tokenizer.apply_chat_template(
+            chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def get_model_info(self) -> dict[str, Any]:
+        """Recorded in lm-eval's results config."""
+        spec = self.backbone.spec
+        a = self.args
+        info = {"family": spec.family, "mask_id": spec.mask_id, "sampler": self.sampler, "steps": a.steps,
+                "gen_length": a.gen_length, "temperature": a.temperature, "cfg_scale": a.cfg_scale,
+                "mc_num": a.mc_num, "padding_honoured": self.backbone.honours_padding}
+        if self.sampler == "llada":
+            info.update(block_length=a.block_length, remasking=a.remasking, logits_eos_inf=a.logits_eos_inf,
+                        confidence_eos_eot_inf=a.confidence_eos_eot_inf)
+        else:
+            info.update(alg=a.alg, alg_temp=a.alg_temp, eps=a.eps)
+        return info
+
+    # ---- generation ------------------------------------------------------------------------------
+    def _gen_length(self, requested: int) -> int:
+        """The canvas length for a request: llada rounds up to a multiple of block_length (with a warning)."""
+        if self.sampler != "llada":
+            return requested
+        block = self.args.block_length
+        rounded = -(-requested // block) * block
+        if rounded != requested:
+            self._warn_once(
+                f"round{requested}",
+                f"gen_length {requested} rounded up to {rounded}, a multiple of block_length={block}",
+            )
+        return rounded
+
+    def _sampler_config(self, gen_length: int) -> LladaSamplerConfig | DreamSamplerConfig:
+        a = self.args
+        if self.sampler == "llada":
+            return LladaSamplerConfig(
+                steps=a.steps, gen_length=gen_length, block_length=a.block_length, temperature=a.temperature,
+                remasking=a.remasking, cfg_scale=a.cfg_scale, logits_eos_inf=a.logits_eos_inf,
+                confidence_eos_eot_inf=a.confidence_eos_eot_inf,
+            )
+        return DreamSamplerConfig(
+            steps=a.steps, gen_length=gen_length, temperature=a.temperature, alg=a.alg, alg_temp=a.alg_temp, eps=a.eps
+        )
+
+    def _sample(
+        self,
+        prompt_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        config: LladaSamplerConfig | DreamSamplerConfig,
+    ) -> torch.Tensor:
+        spec = self.backbone.spec
+        if isinstance(config, LladaSamplerConfig):
+            return llada_generate(
+                self.backbone.logits, prompt_ids, config, mask_id=spec.mask_id, attention_mask=attention_mask,
+                eos_ids=self.eos_ids, eot_ids=self.eot_ids, generator=self._generator,
+            )
+        return dream_generate(
+            self.backbone.logits, prompt_ids, config, mask_id=spec.mask_id, attention_mask=attention_mask,
+            generator=self._generator,
+        )
+
+    def _generate_token_ids(self, prompts: list[list[int]], gen_length: int) -> list[list[int]]:
+        """Generated ids (gen_length each, stops not yet cut) for one batch of prompts.
+
+        Prompts of unequal length are left-padded with an attention mask, which the caller only does
+        when the backbone honours padding.
+        """
+        spec = self.backbone.spec
+        lengths = [len(p) for p in prompts]
+        P = max(lengths)
+        ids = torch.full((len(prompts), P), spec.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), P), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, P - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            attention_mask[row, P - len(prompt):] = 1
+        is_padded = len(set(lengths)) > 1
+        if is_padded and not self.backbone.honours_padding:
+            raise RuntimeError("internal: prompts of unequal length batched for a model that ignores padding")
+        attention_mask = attention_mask.to(self._device) if is_padded else None
+        canvas = self._sample(ids.to(self._device), attention_mask, self._sampler_config(gen_length))
+        return canvas[:, P:].tolist()
+
+    def _request_settings(self, gen_kwargs: dict[str, Any]) -> tuple[list[str], int]:
+        """A request's stop strings and generation length; warns once about kwargs it cannot honour."""
+        kwargs = dict(gen_kwargs or {})
+        until = kwargs.pop("until", None)
+        if isinstance(until, str):
+            until = [until]
+        elif until is None:
+            until = []
+        elif not isinstance(until, (list, tuple)) or not all(isinstance(s, str) for s in until):
+            raise ValueError(f"generation kwarg `until` must be a string or a list of strings, got {until!r}")
+        max_gen_toks = kwargs.pop("max_gen_toks", None)
+        do_sample = kwargs.pop("do_sample", None)
+        temperature = kwargs.pop("temperature", None)
+        # Sampling settings come from --model_args only: tasks mostly hard-code greedy kwargs, and one
+        # run should not mix two samplers. A disagreeing request is reported once.
+        is_sampling = self.args.temperature > 0
+        if do_sample is not None and bool(do_sample) != is_sampling:
+            self._warn_once("do_sample", f"request do_sample={do_sample} ignored: --model_args temperature="
+                                         f"{self.args.temperature} decides (set it there to change sampling)")
+        if temperature is not None and float(temperature) != self.args.temperature:
+            self._warn_once("temperature", f"request temperature={temperature} ignored: the sampler uses "
+                                           f"temperature={self.args.temperature} from --model_args")
+        for key in sorted(kwargs):
+            self._warn_once(f"kwarg:{key}", f"generation kwarg {key}={kwargs[key]!r} is not supported by "
+                                            "the diffusion sampler and is ignored")
+        if self.args.gen_length is not None:
+            requested = self.args.gen_length
+        else:
+            requested = int(max_gen_toks) if max_gen_toks is not None else DEFAULT_GEN_LENGTH
+        return list(until), self._gen_length(requested)
+
+    def _fit_prompt(self, ids: list[int], room: int) -> list[int]:
+        if room < 1:
+            raise ValueError(f"max_length={self.max_length} leaves no room for a prompt; raise max_length")
+        if not ids:
+            return [self.prefix_token_id]
+        if len(ids) > room:
+            self._warn_once("truncate", f"prompts longer than max_length - generation = {room} tokens are "
+                                        f"left-truncated (first case: {len(ids)} tokens)")
+            return ids[-room:]
+        return ids
+
+    def postprocess(self, generated: list[int], until: list[str]) -> str:
+        """Cut at the first stop id, decode, cut at the earliest `until` string, drop special tokens."""
+        stop_ids = set(self.backbone.spec.stop_ids)
+        end = next((i for i, tok in enumerate(generated) if tok in stop_ids), len(generated))
+        text = self.tokenizer.decode(generated[:end], skip_special_tokens=False)
+        for stop in until:
+            if stop:
+                text = text.split(stop, 1)[0]
+        for token in self.tokenizer.all_special_tokens:
+            text = text.replace(token, "")
+        return text
+
+    def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
+        """Generated text per request, in request order; see `postprocess` for stop handling.
+
+        Batches hold requests of one generation length (the only generation kwarg that shapes the
+        canvas; each request keeps its own `until`) and, for models that ignore padding, one prompt length.
+        """
+        items = []
+        for index, request in enumerate(requests):
+            context, gen_kwargs = request.args
+            until, gen_length = self._request_settings(gen_kwargs)
+            prompt = self._fit_prompt(self.tok_encode(context), self.max_length - gen_length)
+            items.append((index, prompt, until, gen_length))
+        padding_ok = self.backbone.honours_padding
+
+        def group_key(item: tuple) -> tuple[int, int]:
+            # A model that ignores padding only ever sees batches of equal-length prompts.
+            return item[3], 0 if padding_ok else len(item[1])
+
+        # Longest canvas first, so the first batch shows the worst case (memory, time); this order also
+        # keeps every group contiguous.
+        items.sort(key=lambda item: (-item[3], -len(item[1]), item[0]))
+        results: list[str | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc="generate_until", disable=disable_tqdm or self._rank != 0)
+        start = 0
+        while start < len(items):
+            end = start
+            key = group_key(items[start])
+            while end < len(items) and end - start < self.batch_size and group_key(items[end]) == key:
+                end += 1
+            batch = items[start:end]
+            generated = self._generate_token_ids([item[1] for item in batch], batch[0][3])
+            for (index, _, until, _), ids in zip(batch, generated):
+                results[index] = self.postprocess(ids, until)
+                self.cache_hook.add_partial("generate_until", requests[index].args, results[index])
+            bar.update(len(batch))
+            start = end
+        bar.close()
+        return results
+
+    # ---- likelihood ------------------------------------------------------------------------------
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Context and continuation ids, trailing context spaces moved to the continuation (lm-eval's rule)."""
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            continuation = context[-spaces:] + continuation
+            context = context[:-spaces]
+        if not context:
+            return [self.prefix_token_id], self.tok_encode(continuation)[int(self.args.add_bos_token):]
+        whole = self.tok_encode(context + continuation)
+        prompt = self.tok_encode(context)
+        return prompt, whole[len(prompt):]
+
+    def _request_seed(self, prompt: list[int], continuation: list[int]) -> int:
+        # From the content, not the position: any sharding or order gives each request the same masks.
+        return zlib.crc32(json.dumps([self.args.seed, prompt, continuation]).encode())
+
+    def _is_greedy(self, prompt: list[int], continuation: list[int]) -> bool:
+        """Fill all continuation masks one most-confident token per step (LLaDA's suffix_greedy_prediction)."""
+        L = len(continuation)
+        config = LladaSamplerConfig(steps=L, gen_length=L, block_length=L, cfg_scale=self.args.cfg_scale)
+        canvas = llada_generate(
+            self.backbone.logits, torch.tensor([prompt], device=self._device), config,
+            mask_id=self.backbone.spec.mask_id,
+        )
+        return canvas[0, len(prompt):].tolist() == continuation
+
+    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """(ELBO of the continuation, is_greedy) per request; see likelihood.py for the estimator."""
+        out = []
+        for request in tqdm(requests, desc="loglikelihood", disable=disable_tqdm or self._rank != 0):
+            context, continuation = request.args
+            prompt, cont = self._encode_pair(context, continuation)
+            if not cont:
+                raise ValueError(f"continuation {continuation!r} encodes to no tokens; nothing to score")
+            if len(cont) >= self.max_length:
+                raise ValueError(f"continuation of {len(cont)} tokens does not fit max_length={self.max_length}")
+            if len(prompt) + len(cont) > self.max_length:
+                self._warn_once("ll_truncate", "loglikelihood contexts are left-truncated to fit "
+                                               f"max_length={self.max_length}")
+                prompt = prompt[-(self.max_length - len(cont)):]
+            generator = torch.Generator().manual_seed(self._request_seed(prompt, cont))
+            elbo = elbo_mc(
+                self.backbone.logits,
+                torch.tensor(prompt, device=self._device),
+                torch.tensor(cont, device=self._device),
+                mask_id=self.backbone.spec.mask_id,
+                mc_num=self.args.mc_num,
+                batch_size=self.args.mc_batch_size,
+                generator=generator,
+                cfg_scale=self.args.cfg_scale,
+            )
+            is_greedy = self._is_greedy(prompt, cont) if self.args.greedy_check else False
+            result = (float(elbo), bool(is_greedy))
+            self.cache_hook.add_partial("loglikelihood", request.args, result)
+            out.append(result)
+        return out
+
+    def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
+        raise NotImplementedError(
+            "llada_diffusion does not support loglikelihood_rolling (perplexity tasks such as wikitext): a "
+            "masked diffusion LM has no left-to-right factorisation, so per-token rolling log-likelihoods "
+            "are not defined. The ELBO of whole documents is available through the project's held-out "
+            "diffusion-loss probe (dllm_jepa_train.analysis)."
+        )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        if self._rank == 0:
+            logger.warning(message)
+
+
+def _check_sampler_options(sampler: str, given: set[str], args: DiffusionLMArgs) -> None:
+    """Options of the other sampler are an error, not silently ignored."""
+    only = {
+        "llada": {"block_length", "remasking", "logits_eos_inf", "confidence_eos_eot_inf"},
+        "dream": {"alg", "alg_temp", "eps"},
+    }
+    other = "dream" if sampler == "llada" else "llada"
+    wrong = sorted(given & only[other])
+    if wrong:
+        raise ValueError(
+            f"model_args {', '.join(wrong)} apply to sampler={other} only; this run uses sampler={sampler}"
+        )
+    if sampler == "dream" and args.cfg_scale > 0:
+        raise ValueError("cfg_scale > 0 is supported by sampler=llada (and the ELBO), not by sampler=dream")
+
+
+def _context_length(backbone: Backbone) -> int:
+    """The checkpoint's stated context length (config, then tokenizer), else DEFAULT_MAX_LENGTH."""
+    config = backbone.model.config
+    for name in ("max_sequence_length", "max_position_embeddings", "n_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(backbone.tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 0 < value < 10**7:
+        return value
+    return DEFAULT_MAX_LENGTH
+
+
+def _setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group only when WORLD_SIZE > 1."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_arg)
+    if world_size <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device

@@ -1,0 +1,130 @@
+"""Monte-Carlo ELBO of a continuation given a prompt, for lm-eval's loglikelihood requests.
+
+A masked diffusion LM has no left-to-right factorisation; its conditional likelihood is bounded below by
+(LLaDA paper, Eq. 6)
+
+    log p(x | prompt) >= ELBO = -E_n E_S [ (L / n) * sum_{i in S} -log p(x_i | prompt, x with S masked) ]
+
+with n uniform on {1, ..., L} and S a uniformly random n-subset of the L continuation positions; the
+prompt is never masked. `elbo_mc` estimates it with `mc_num` samples whose n are stratified
+(systematic sampling: n_k = 1 + floor((k + u) * L / mc_num) for k = 0..mc_num-1, one shared
+u ~ U[0, 1)), so every n appears mc_num / L times up to rounding and the estimate stays unbiased.
+`elbo_exact` enumerates every subset (2^L - 1 forwards): the reference for tests on short continuations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch.nn import functional as F
+
+from lm_eval_diffusion.sampler import LogitsFn, guided_logits
+
+
+def stratified_mask_counts(num_samples: int, length: int, offset: float) -> torch.Tensor:
+    """(num_samples,) long counts in [1, length]: n_k = 1 + floor((k + offset) * length / num_samples)."""
+    if not 0 <= offset < 1:
+        raise ValueError(f"offset must be in [0, 1), got {offset}")
+    if num_samples < 1 or length < 1:
+        raise ValueError(f"num_samples and length must be >= 1, got {num_samples}, {length}")
+    k = torch.arange(num_samples, dtype=torch.float64)
+    return (1 + torch.floor((k + offset) * length / num_samples)).long().clamp(1, length)
+
+
+def random_subset_masks(counts: torch.Tensor, length: int, generator: torch.Generator | None) -> torch.Tensor:
+    """(M,) long counts -> (M, length) bool with exactly counts[k] True, uniformly placed, in row k."""
+    keys = torch.rand((counts.shape[0], length), generator=generator)
+    ranks = keys.argsort(dim=1).argsort(dim=1)
+    return ranks < counts[:, None]
+
+
+def weighted_masked_nll(
+    logits_fn: LogitsFn,
+    prompt_ids: torch.Tensor,
+    cont_ids: torch.Tensor,
+    is_masked: torch.Tensor,
+    *,
+    mask_id: int,
+    batch_size: int,
+    cfg_scale: float = 0.0,
+) -> torch.Tensor:
+    """(M, L) bool continuation masks -> (M,) float64 (L / n) * sum of -log p over the masked positions.
+
+    `prompt_ids` (P,) and `cont_ids` (L,) are long on the model's device; forwards run `batch_size`
+    masks at a time, and log-softmax is taken only at masked positions, in fp32.
+    """
+    device = prompt_ids.device
+    P, L = prompt_ids.shape[0], cont_ids.shape[0]
+    sequence = torch.cat([prompt_ids, cont_ids])
+    out = []
+    for start in range(0, is_masked.shape[0], batch_size):
+        masks = is_masked[start:start + batch_size].to(device)
+        rows = masks.shape[0]
+        noisy = sequence.expand(rows, -1).clone()
+        noisy[:, P:] = noisy[:, P:].masked_fill(masks, mask_id)
+        is_prompt = torch.zeros_like(noisy, dtype=torch.bool)
+        is_prompt[:, :P] = True
+        logits = guided_logits(logits_fn, noisy, None, is_prompt, mask_id, cfg_scale)[:, P:]
+        row, col = masks.nonzero(as_tuple=True)
+        nll = F.cross_entropy(logits[row, col].float(), cont_ids[col], reduction="none").double()
+        per_row = torch.zeros(rows, dtype=torch.float64, device=device).index_add_(0, row, nll)
+        out.append(per_row * L / masks.sum(1).double())
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def elbo_mc(
+    logits_fn: LogitsFn,
+    prompt_ids: torch.Tensor,
+    cont_ids: torch.Tensor,
+    *,
+    mask_id: int,
+    mc_num: int,
+    batch_size: int,
+    generator: torch.Generator,
+    cfg_scale: float = 0.0,
+) -> torch.Tensor:
+    """Stratified Monte-Carlo ELBO (float64 scalar) of (L,) long `cont_ids` after (P,) long `prompt_ids`.
+
+    `generator` is a CPU generator: masks are drawn on the CPU, so a seed gives the same estimate on
+    every device and in every process.
+    """
+    L = cont_ids.shape[0]
+    if L == 0:
+        raise ValueError("the continuation is empty: there is nothing to score")
+    offset = float(torch.rand((), generator=generator, dtype=torch.float64))
+    counts = stratified_mask_counts(mc_num, L, offset)
+    is_masked = random_subset_masks(counts, L, generator)
+    losses = weighted_masked_nll(
+        logits_fn, prompt_ids, cont_ids, is_masked, mask_id=mask_id, batch_size=batch_size, cfg_scale=cfg_scale
+    )
+    return -losses.mean()
+
+
+@torch.inference_mode()
+def elbo_exact(
+    logits_fn: LogitsFn,
+    prompt_ids: torch.Tensor,
+    cont_ids: torch.Tensor,
+    *,
+    mask_id: int,
+    batch_size: int = 64,
+    cfg_scale: float = 0.0,
+) -> torch.Tensor:
+    """The ELBO (float64 scalar) by enumerating all 2^L - 1 masks; for short continuations (tests)."""
+    L = cont_ids.shape[0]
+    if not 1 <= L <= 12:
+        raise ValueError(f"exact enumeration needs 1 <= L <= 12 continuation tokens, got {L}")
+    total = torch.zeros((), dtype=torch.float64, device=prompt_ids.device)
+    for n in range(1, L + 1):
+        subsets = list(itertools.combinations(range(L), n))
+        is_masked = torch.zeros((len(subsets), L), dtype=torch.bool)
+        for row, subset in enumerate(subsets):
+            is_masked[row, list(subset)] = True
+        losses = weighted_masked_nll(
+            logits_fn, prompt_ids, cont_ids, is_masked, mask_id=mask_id, batch_size=batch_size, cfg_scale=cfg_scale
+        )
+        total += losses.sum() / math.comb(L, n)
+    return -total / L

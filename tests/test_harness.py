@@ -1,0 +1,233 @@
+"""DiffusionLM in-process: model_args parsing, batching (1 vs 8), per-request stops, ELBO requests, errors."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+
+import pytest
+import torch
+
+from lm_eval_diffusion.harness import DiffusionLM
+
+GEN = {"steps": 8, "gen_length": 16, "block_length": 8}
+CONTEXTS = [
+    "Question: Tom has 3 apples",
+    "SELECT count(*) FROM singer WHERE age > 20",
+    "dog",
+    "The quick brown fox jumps",
+    "baz = foo ( bar )",
+    "lines containing the word dog",
+    "0123456789",
+    "Answer:",
+    "The quick brown fox jumps over the lazy dog.",
+    "call the function foo",
+]
+
+
+class Request:
+    """The part of lm-eval's Instance that an LM reads."""
+
+    def __init__(self, *args):
+        self.args = args
+
+
+def make_lm(path, **kwargs) -> DiffusionLM:
+    return DiffusionLM(pretrained=str(path), device="cpu", **kwargs)
+
+
+def sharpen(lm: DiffusionLM) -> None:
+    """Add a fixed random offset per position (counted from the right, so padding does not move it).
+
+    Untrained tiny models predict nearly the same distribution at every masked position, so rankings
+    there are decided by rounding; the offset makes them depend on the algorithm, not on rounding.
+    """
+    bb = lm.backbone
+    offset = 2.0 * torch.randn((128, bb.spec.vocab_size), generator=torch.Generator().manual_seed(0))
+    original = bb.logits
+
+    def logits(input_ids, attention_mask=None):
+        return original(input_ids, attention_mask) + offset[: input_ids.shape[1]].flip(0)
+
+    bb.logits = logits
+
+
+# ---- model_args --------------------------------------------------------------------------------------
+def test_unknown_model_args_list_the_allowed_keys(tiny_checkpoints):
+    with pytest.raises(ValueError, match=r"unknown model_args stepz, temp for llada_diffusion; allowed: pretrained, "):
+        DiffusionLM(pretrained=str(tiny_checkpoints["llada"]), stepz=3, temp=1)
+
+
+def test_bad_values_name_the_key(tiny_checkpoints):
+    path = str(tiny_checkpoints["llada"])
+    with pytest.raises(ValueError, match="model_args steps must be an integer, got 'many'"):
+        DiffusionLM(pretrained=path, steps="many")
+    with pytest.raises(ValueError, match="logits_eos_inf must be true or false"):
+        DiffusionLM(pretrained=path, logits_eos_inf="maybe")
+    with pytest.raises(ValueError, match="remasking='top' is not one of low_confidence, random"):
+        DiffusionLM(pretrained=path, remasking="top")
+    with pytest.raises(ValueError, match="steps=10 cannot be split evenly over gen_length/block_length = 32/8 = 4"):
+        make_lm(path, steps=10, gen_length=32, block_length=8)
+    with pytest.raises(ValueError, match="alg apply to sampler=dream only; this run uses sampler=llada"):
+        make_lm(path, alg="entropy")
+    with pytest.raises(ValueError, match="block_length apply to sampler=llada only"):
+        make_lm(tiny_checkpoints["dream"], block_length=8)
+
+
+def test_arg_string_values_and_cli_settings(tiny_checkpoints, caplog):
+    path = tiny_checkpoints["llada"]
+    arg_string = f"pretrained={path},steps=8,gen_length=16,block_length=8,logits_eos_inf=True,temperature=0.5,mc_num=16"
+    with caplog.at_level(logging.WARNING):
+        cli = {"batch_size": "4", "max_batch_size": None, "device": "cuda:0"}  # as lm-eval passes them
+        lm = DiffusionLM.create_from_arg_string(arg_string, cli)
+    assert (lm.args.steps, lm.args.logits_eos_inf, lm.args.temperature, lm.args.mc_num) == (8, True, 0.5, 16)
+    assert lm.batch_size == 4 and lm.sampler == "llada"
+    if not torch.cuda.is_available():
+        assert lm.device.type == "cpu" and "CUDA is not available" in caplog.text
+    explicit = DiffusionLM.create_from_arg_obj(
+        {"pretrained": str(path), "batch_size": 2, "device": "cpu"}, {"batch_size": 1, "device": "cpu"})
+    assert explicit.batch_size == 2  # model_args win over the CLI's --batch_size
+    with caplog.at_level(logging.WARNING):
+        auto = make_lm(path, batch_size="auto")
+    assert auto.batch_size == 1 and "batch_size=auto" in caplog.text
+    assert make_lm(tiny_checkpoints["dream"]).sampler == "dream"
+
+
+# ---- generation ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["generic", "llada", "dream", "llada_nopad"])
+def test_greedy_outputs_identical_at_batch_size_1_and_8(tiny_checkpoints, name):
+    lm = make_lm(tiny_checkpoints[name], steps=8, gen_length=16, **({} if name == "dream" else {"block_length": 8}))
+    sharpen(lm)
+    lm.postprocess = lambda ids, until: " ".join(map(str, ids))  # compare raw ids, before any cut
+    calls = []
+    inner = lm._generate_token_ids
+
+    def recording(prompts, gen_length):
+        calls.append([len(p) for p in prompts])
+        return inner(prompts, gen_length)
+
+    lm._generate_token_ids = recording
+    requests = [Request(c, {"until": ["\n"]}) for c in CONTEXTS]
+    lm.batch_size = 1
+    single = lm.generate_until(requests)
+    assert all(len(c) == 1 for c in calls)
+    calls.clear()
+    lm.batch_size = 8
+    batched = lm.generate_until(requests)
+    assert batched == single
+    if lm.backbone.honours_padding:
+        assert max(len(c) for c in calls) == 8 and any(len(set(c)) > 1 for c in calls)  # padded batches
+    else:
+        assert all(len(set(c)) == 1 for c in calls) and max(len(c) for c in calls) > 1  # equal lengths only
+    assert all(str(lm.backbone.spec.mask_id) not in out.split() for out in batched)
+
+
+def test_each_request_is_cut_at_its_own_stops_and_order_is_restored(tiny_checkpoints):
+    lm = make_lm(tiny_checkpoints["llada"], batch_size=8, **GEN)
+    tok = lm.tokenizer
+    spec = lm.backbone.spec
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    planned = {
+        "first": enc("foo bar\nbaz"),
+        "second": enc("foo bar\nbaz qux"),
+        "third": enc("abc") + [spec.eos_id] + enc("def"),
+        "fourth": enc("x") + [tok.convert_tokens_to_ids("<|eot_id|>")] + enc("y"),
+        "fifth": enc("left") + [spec.mask_id] + enc("right. more"),
+    }
+    by_prompt = {tuple(lm.tok_encode(context)): ids for context, ids in planned.items()}
+    batches = []
+
+    def fake(prompts, gen_length):
+        batches.append(len(prompts))
+        return [by_prompt[tuple(p)] + [spec.eos_id] * (gen_length - len(by_prompt[tuple(p)])) for p in prompts]
+
+    lm._generate_token_ids = fake
+    requests = [
+        Request("first", {"until": ["\n"]}),
+        Request("second", {"until": ["qux", "bar"]}),
+        Request("third", {"until": []}),
+        Request("fourth", {"until": "never"}),
+        Request("fifth", {"until": ["."]}),
+    ]
+    out = lm.generate_until(requests)
+    assert out == ["foo bar", "foo ", "abc", "x", "leftright"]
+    assert batches == [5]  # different `until`s share one batch
+
+
+def test_generation_length_comes_from_max_gen_toks_rounded_to_blocks(tiny_checkpoints, caplog):
+    lm = make_lm(tiny_checkpoints["llada"], steps=8, block_length=8, batch_size=8)
+    seen = []
+    lm._generate_token_ids = lambda prompts, gen_length: seen.append((len(prompts), gen_length)) or [[]] * len(prompts)
+    requests = [Request(c, {"max_gen_toks": n}) for c, n in (("a", 10), ("b", 20), ("c", 16))]
+    with caplog.at_level(logging.WARNING):
+        lm.generate_until(requests)
+    assert sorted(seen) == [(1, 24), (2, 16)]  # grouped by canvas length: 10 and 16 share 16
+    assert "gen_length 10 rounded up to 16" in caplog.text
+
+
+def test_unsupported_kwargs_warn_once_and_long_prompts_are_truncated(tiny_checkpoints, caplog):
+    lm = make_lm(tiny_checkpoints["llada"], max_length=40, **GEN)
+    prompts = []
+    lm._generate_token_ids = lambda batch, gen_length: prompts.extend(batch) or [[]] * len(batch)
+    long_context = "The quick brown fox jumps over the lazy dog. " * 10
+    with caplog.at_level(logging.WARNING):
+        lm.generate_until([Request(long_context, {"top_p": 0.9, "do_sample": True}), Request("dog", {"top_p": 0.5})])
+    assert caplog.text.count("top_p") == 1
+    assert "do_sample=True ignored" in caplog.text and "left-truncated" in caplog.text
+    assert len(prompts[0]) == 40 - 16 and prompts[0] == lm.tok_encode(long_context)[-24:]
+
+
+# ---- likelihood ----------------------------------------------------------------------------------
+def test_loglikelihood_is_deterministic_per_request_whatever_the_order(tiny_checkpoints):
+    lm = make_lm(tiny_checkpoints["dream"], mc_num=16, mc_batch_size=8)
+    requests = [Request("Tom has 3 apples and buys", " 4 more"), Request("SELECT", " count(*)"),
+                Request("", " the lazy dog"), Request("The quick brown ", "fox")]
+    first = lm.loglikelihood(requests)
+    shuffled = list(range(len(requests)))
+    random.Random(0).shuffle(shuffled)
+    second = lm.loglikelihood([requests[i] for i in shuffled])
+    assert [second[shuffled.index(i)] for i in range(len(requests))] == first
+    assert all(math.isfinite(ll) and ll < 0 and greedy is False for ll, greedy in first)
+    assert len({ll for ll, _ in first}) == len(first)
+
+
+def test_greedy_check_compares_with_a_one_token_per_step_fill(tiny_checkpoints):
+    lm = make_lm(tiny_checkpoints["llada"], mc_num=4, greedy_check=True)
+    sharpen(lm)
+    prompt = lm.tok_encode("Tom has 3 apples")
+    mask_id = lm.backbone.spec.mask_id
+    fill = prompt + [mask_id] * 3
+    with torch.no_grad():
+        for _ in range(3):  # reference: commit the single most confident masked position per step
+            logits = lm.backbone.logits(torch.tensor([fill]), None)[0].double()
+            best = None
+            for pos in range(len(prompt), len(fill)):
+                if fill[pos] == mask_id:
+                    row = logits[pos].clone()
+                    row[mask_id] = -math.inf
+                    probs = torch.softmax(row, dim=-1)
+                    candidate = (float(probs.max()), -pos, int(probs.argmax()))
+                    best = candidate if best is None or candidate > best else best
+            fill[-best[1]] = best[2]
+    greedy_text = lm.tokenizer.decode(fill[len(prompt):])
+    assert lm.tok_encode("Tom has 3 apples" + greedy_text)[len(prompt):] == fill[len(prompt):]  # round trip
+    other = fill[len(prompt):-1] + [(fill[-1] + 1) % 300 + 3]
+    results = lm.loglikelihood([Request("Tom has 3 apples", greedy_text),
+                                Request("Tom has 3 apples", lm.tokenizer.decode(other))])
+    assert [greedy for _, greedy in results] == [True, False]
+
+
+def test_loglikelihood_rolling_says_why_it_is_unsupported(tiny_checkpoints):
+    lm = make_lm(tiny_checkpoints["llada"])
+    with pytest.raises(NotImplementedError, match="no left-to-right factorisation"):
+        lm.loglikelihood_rolling([Request("some text")])
+
+
+def test_single_process_collectives_are_local(tiny_checkpoints):
+    lm = make_lm(tiny_checkpoints["llada"])
+    assert (lm.rank, lm.world_size) == (0, 1)
+    assert lm.gather_object({"a": 1}) == [{"a": 1}]
+    assert torch.equal(lm.all_gather(torch.tensor(3)), torch.tensor(3))
+    lm.barrier()
+    assert not torch.distributed.is_initialized()
