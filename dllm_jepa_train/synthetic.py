@@ -46,6 +46,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lm_eval_diffusion.task_data import DJANGO_NUM_LINES, django_split_range
+
 # Sizes at scale 1.0, and the floors that keep scale=0.1 usable for fast tests.
 DEFAULT_SIZES: dict[str, int] = {
     "gsm8k_train": 2000,
@@ -69,30 +71,16 @@ MIN_SIZES: dict[str, int] = {
 }
 
 # The real Django split is by line order over 18,805 lines: 0-15999 train, 16000-16999 dev, rest test.
-DJANGO_REAL_NUM_LINES = 18805
-DJANGO_REAL_TRAIN_END = 16000
-DJANGO_REAL_DEV_END = 17000
+DJANGO_REAL_NUM_LINES = DJANGO_NUM_LINES
 
 # Bounded retries when drawing unique items; a template space too small for the request raises.
 _MAX_DRAWS_PER_ITEM = 50
 
 
 def django_split_bounds(n_lines: int) -> tuple[range, range, range]:
-    """(train, dev, test) line ranges: the standard bounds for the real 18,805 lines, else proportional.
-
-    For the real file the split is 0-15999 / 16000-16999 / 17000-18804. For any other length (the
-    synthetic file) the same fractions are used, 16000/18805 and 17000/18805 (about 85.1% / 5.3% /
-    9.6%), rounded to whole lines and kept non-empty where n_lines >= 3.
-    """
-    if n_lines == DJANGO_REAL_NUM_LINES:
-        train_end, dev_end = DJANGO_REAL_TRAIN_END, DJANGO_REAL_DEV_END
-    else:
-        train_end = round(n_lines * DJANGO_REAL_TRAIN_END / DJANGO_REAL_NUM_LINES)
-        dev_end = round(n_lines * DJANGO_REAL_DEV_END / DJANGO_REAL_NUM_LINES)
-        if n_lines >= 3:
-            train_end = min(max(train_end, 1), n_lines - 2)
-            dev_end = min(max(dev_end, train_end + 1), n_lines - 1)
-    return range(0, train_end), range(train_end, dev_end), range(dev_end, n_lines)
+    """(train, dev, test) line ranges: the standard 0-15999 / 16000-16999 / 17000-18804 for the real
+    18,805 lines, the same fractions otherwise; the task loader's rule, so both always agree."""
+    return tuple(django_split_range(split, n_lines) for split in ("train", "validation", "test"))
 
 
 def _scaled(name: str, scale: float) -> int:
