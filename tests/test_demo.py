@@ -37,8 +37,10 @@ def test_small_demo_runs_every_stage_and_prints_the_comparison(small_demo):
         assert {"gsm8k_dllm_demo", "spider_exec_demo", "nlrx_synth_demo", "django_code_demo"} <= set(scores)
         assert 0.0 <= scores["spider_exec_demo"]["exec_match,none"] <= 1.0
     # The JEPA run trained a predictor and an EMA target; the baseline built neither.
-    assert (root / "jepa" / "final" / "jepa").is_dir()
-    assert not (root / "baseline" / "final" / "jepa").exists()
+    for name in ("predictor.safetensors", "ema.safetensors"):
+        assert (root / "jepa" / "final" / "jepa" / name).stat().st_size > 0
+        assert not (root / "baseline" / "final" / "jepa" / name).exists()
+    assert json.loads((root / "baseline" / "final" / "jepa" / "config.json").read_text())["lambda"] == 0.0
     probe = json.loads((root / "analysis" / "probe.json").read_text())
     assert len(probe["finetunes"]) == 2 and all(f["loss"] > 0 for f in probe["finetunes"])
     table = (root / "compare" / "compare.md").read_text()
