@@ -19,6 +19,17 @@ logger = logging.getLogger(__name__)
 
 FAMILIES = ("llada", "dream", "generic")
 
+
+def _dtype_kwarg() -> str:
+    """`from_pretrained`'s dtype keyword: `dtype` from transformers 4.56, `torch_dtype` before (deprecated after)."""
+    import transformers
+
+    major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+_DTYPE_KWARG = _dtype_kwarg()
+
 # End-of-turn / end-of-text token *strings* used by the supported tokenizers. Their ids are looked up
 # in each tokenizer, never hard-coded.
 STOP_TOKEN_STRINGS = ("<|eot_id|>", "<|endoftext|>", "<|im_end|>", "<|end_of_text|>")
@@ -273,7 +284,8 @@ def load_backbone(
     use_auto_model = "AutoModelForMaskedLM" not in auto_map and "AutoModel" in auto_map
     auto_cls = AutoModel if use_auto_model else AutoModelForMaskedLM
     model = auto_cls.from_pretrained(
-        name, config=config, torch_dtype=torch_dtype, trust_remote_code=trust_remote_code, revision=revision
+        name, config=config, trust_remote_code=trust_remote_code, revision=revision,
+        **{_DTYPE_KWARG: torch_dtype},
     )
     model.to(torch_device).eval()
     backbone = Backbone(model=model, tokenizer=tokenizer, spec=spec, name=name)
