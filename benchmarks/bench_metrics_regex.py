@@ -15,23 +15,10 @@ import time
 from pathlib import Path
 
 from lm_eval_diffusion.metrics import regex as rx
+from lm_eval_diffusion.task_data import NLRX_SPLIT_SEED, nlrx_split_indices
 
-# The split is defined here until the task suite owns the canonical NL-RX split. The original
-# release's 6,500 / 1,000 / 2,500 split ships tokenised and separately, so we use a seeded one.
-NLRX_SPLIT_SEED = 1234
-NLRX_SPLIT_SIZES = (6_500, 1_000, 2_500)
 PERTURB_SEED = 0
 TARGET_SECONDS = 60.0
-
-
-def nlrx_split(n: int, seed: int = NLRX_SPLIT_SEED) -> tuple[list[int], list[int], list[int]]:
-    """Train/dev/test indices of the 10,000 NL-RX pairs: a seeded shuffle cut 6,500/1,000/2,500."""
-    if n != sum(NLRX_SPLIT_SIZES):
-        raise ValueError(f"NL-RX-SYNTH has {sum(NLRX_SPLIT_SIZES)} pairs, got n={n}")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    num_train, num_dev, _ = NLRX_SPLIT_SIZES
-    return order[:num_train], order[num_train : num_train + num_dev], order[num_train + num_dev :]
 
 
 def _default_data_dir() -> Path:
@@ -79,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     if not path.is_file():
         raise SystemExit(f"NL-RX regexes not found at {path}; pass --data-dir")
     golds = path.read_text(encoding="utf-8").splitlines()
-    _, _, test = nlrx_split(len(golds))
+    test = nlrx_split_indices(len(golds))["test"]  # the task suite's seeded test split
     test_golds = [golds[i] for i in test]
     rng = random.Random(PERTURB_SEED)
     perturbed = [(rx.perturb_regex(gold, rng), gold) for gold in test_golds]
