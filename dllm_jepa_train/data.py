@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from dllm_jepa_train.objectives import draw_views, row_generator
-from lm_eval_diffusion.backbone import encode_prompt
+from lm_eval_diffusion.backbone import adds_bos, encode_prompt
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ def tokenize_examples(
 ) -> TokenizedData:
     """Token rows: prompt ids (`encode_prompt`; chat-rendered prompts as they are), response ids + EOS."""
     rows, truncated, dropped = [], 0, 0
+    add_bos = adds_bos(tokenizer)  # once, not a probe encoding per row
     for prompt, response, has_specials in examples:
         # The same prompt encoding as the lm-eval adapter (BOS where the tokenizer adds one, no
         # trailing specials), so fine-tuned checkpoints see prompts exactly as they are evaluated.
@@ -109,7 +110,7 @@ def tokenize_examples(
         elif has_specials:
             prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         else:
-            prompt_ids = encode_prompt(tokenizer, prompt)
+            prompt_ids = encode_prompt(tokenizer, prompt, add_bos)
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [eos_id]
         room = max_length - len(prompt_ids)
         if room < 1:

@@ -28,8 +28,6 @@ def _dtype_kwarg() -> str:
     return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
-_DTYPE_KWARG = _dtype_kwarg()
-
 # End-of-turn / end-of-text token *strings* used by the supported tokenizers. Their ids are looked up
 # in each tokenizer, never hard-coded.
 STOP_TOKEN_STRINGS = ("<|eot_id|>", "<|endoftext|>", "<|im_end|>", "<|end_of_text|>")
@@ -285,7 +283,7 @@ def load_backbone(
     auto_cls = AutoModel if use_auto_model else AutoModelForMaskedLM
     model = auto_cls.from_pretrained(
         name, config=config, trust_remote_code=trust_remote_code, revision=revision,
-        **{_DTYPE_KWARG: torch_dtype},
+        **{_dtype_kwarg(): torch_dtype},
     )
     model.to(torch_device).eval()
     backbone = Backbone(model=model, tokenizer=tokenizer, spec=spec, name=name)
