@@ -33,7 +33,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lm_eval_diffusion.sampler import LladaSamplerConfig, llada_generate  # noqa: E402
-from lm_eval_diffusion.tiny_remote.tiny_blocks import Encoder  # noqa: E402
+from dllm_jepa_train.toy.remote.tiny_blocks import Encoder  # noqa: E402
 
 MASK_ID = 3  # this random model's mask token; any id in the vocabulary works
 

@@ -51,8 +51,8 @@ class BenchTrainer(Trainer):
 
 
 def build_model(args, device: torch.device, dtype: torch.dtype):
-    from lm_eval_diffusion.tiny_remote.configuration_llada_tiny import LLaDAConfig
-    from lm_eval_diffusion.tiny_remote.modeling_llada_tiny import LLaDAModelLM
+    from dllm_jepa_train.toy.remote.configuration_llada_tiny import LLaDAConfig
+    from dllm_jepa_train.toy.remote.modeling_llada_tiny import LLaDAModelLM
 
     config = LLaDAConfig(vocab_size=args.vocab, d_model=args.width, n_layers=args.layers, n_heads=args.heads,
                          mask_token_id=args.vocab - 1, eos_token_id=args.vocab - 2, pad_token_id=args.vocab - 2)

@@ -42,7 +42,7 @@ class ModelConfig:
 
 @dataclass
 class TinyConfig:
-    family: str = "llada"  # llada | dream | generic: which tiny model `lm_eval_diffusion.tiny` builds
+    family: str = "llada"  # llada | dream | generic: which tiny model `dllm_jepa_train.toy.models` builds
     hidden_size: int = 64  # width of the tiny model
     num_layers: int = 2  # transformer blocks of the tiny model
     num_heads: int = 4  # attention heads of the tiny model
@@ -57,7 +57,7 @@ class DataConfig:
     data_dir: str = ""  # task data root in the shared/data layout; "" = $DLLM_JEPA_DATA, else the hub
     spider_db_dir: str = ""  # Spider sqlite folder; "" = <data_dir>/spider/database
     path: str = ""  # file for source jsonl (prompt/response or messages per line) or text (one document per line)
-    generate: bool = False  # write synthetic data (dllm_jepa_train.synthetic) to <output_dir>/data and read it
+    generate: bool = False  # write synthetic data (dllm_jepa_train.toy.synthetic) to <output_dir>/data and read it
     generate_scale: float = 0.1  # size multiplier for the synthetic data
     generate_seed: int = 0  # seed of the synthetic data
     max_length: int = 512  # cap on prompt + response tokens; longer rows are truncated (and counted)

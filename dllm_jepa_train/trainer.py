@@ -622,7 +622,7 @@ class Trainer:
 # ------------------------------------------------------------------------------------ building
 def _prepare_tiny(cfg: TrainConfig, examples: list[tuple[str, str, bool]], data_dir: Path | None) -> str:
     """Rank 0 trains a BPE tokenizer on the run's data and writes a tiny checkpoint to <output_dir>/base."""
-    from lm_eval_diffusion.tiny import build_tiny_checkpoint, build_tokenizer
+    from dllm_jepa_train.toy.models import build_tiny_checkpoint, build_tokenizer
 
     out = Path(cfg.run.output_dir) / "base"
     if not (out / "config.json").is_file():
@@ -653,7 +653,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     if cfg.data.generate:
         data_dir = output_dir / "data"
         if dist_info.rank == 0 and not (data_dir / "README.md").is_file():
-            from dllm_jepa_train.synthetic import generate_all
+            from dllm_jepa_train.toy.synthetic import generate_all
 
             counts = generate_all(data_dir, seed=cfg.data.generate_seed, scale=cfg.data.generate_scale)
             log.info("generated synthetic data in %s: %s", data_dir, counts)

@@ -1,6 +1,6 @@
 """lm-eval model `llada_diffusion` (alias `diffusion_lm`) for masked diffusion LMs (LLaDA, Dream, generic).
 
-Smallest CPU run (tiny checkpoint from `lm_eval_diffusion.tiny`, task from the tests):
+Smallest CPU run (tiny checkpoint from `dllm_jepa_train.toy.models`, task from the tests):
 
     lm_eval --model llada_diffusion --device cpu \
         --model_args pretrained=<tiny ckpt>,steps=8,gen_length=16,block_length=8 \

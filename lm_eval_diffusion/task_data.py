@@ -239,7 +239,7 @@ def django_split_range(split: str, num_lines: int) -> range:
     """Line range of one Django split: 0-15999 / 16000-16999 / 17000-18804 on the real 18,805 lines.
 
     A file of any other length (a synthetic stand-in) is cut at the same fractions, 16000/18805 and
-    17000/18805, rounded and kept non-empty for >= 3 lines, as `dllm_jepa_train.synthetic` documents.
+    17000/18805, rounded and kept non-empty for >= 3 lines, as `dllm_jepa_train.toy.synthetic` documents.
     """
     if num_lines == DJANGO_NUM_LINES:
         train_end, validation_end = DJANGO_TRAIN_END, DJANGO_VALIDATION_END

@@ -6,4 +6,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="$(bash scripts/setup_venv.sh)"
-exec "$VENV/bin/python" -m dllm_jepa_train.demo "$@"
+exec "$VENV/bin/python" -m dllm_jepa_train.toy.demo "$@"

@@ -21,7 +21,7 @@ def shared_data_or_skip(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    from lm_eval_diffusion.tiny import build_tokenizer
+    from dllm_jepa_train.toy.models import build_tokenizer
 
     return build_tokenizer()
 
@@ -29,7 +29,7 @@ def tiny_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
     """{'generic' | 'llada' | 'dream' | 'llada_nopad': checkpoint dir}; llada_nopad ignores padding."""
-    from lm_eval_diffusion.tiny import build_tiny_checkpoint
+    from dllm_jepa_train.toy.models import build_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("tiny_ckpts")
     out = {f: build_tiny_checkpoint(root / f, f, tiny_tokenizer, seed=1) for f in ("generic", "llada", "dream")}

@@ -310,7 +310,7 @@ def test_compare_without_run_config_asks_for_a_label(lm_eval_outputs, tmp_path):
 
 # -------------------------------------------------------------------------------------- bad input (CLI)
 def test_bad_input_exits_2_with_a_clear_message(tiny_checkpoints, tmp_path):
-    from lm_eval_diffusion.tiny import build_tiny_checkpoint, build_tokenizer
+    from dllm_jepa_train.toy.models import build_tiny_checkpoint, build_tokenizer
 
     small = build_tiny_checkpoint(tmp_path / "small_vocab", "generic", build_tokenizer(vocab_size=320), seed=3)
     empty = tmp_path / "empty.txt"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dllm_jepa_train import demo
+from dllm_jepa_train.toy import demo
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     root = tmp_path_factory.mktemp("demo")
-    proc = subprocess.run([sys.executable, "-m", "dllm_jepa_train.demo", "--size", "small", "--root", str(root)],
+    proc = subprocess.run([sys.executable, "-m", "dllm_jepa_train.toy.demo", "--size", "small", "--root", str(root)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200)
     return root, proc
 
@@ -55,7 +55,7 @@ def test_small_demo_runs_every_stage_and_prints_the_comparison(small_demo):
 def test_rerun_reuses_finished_stages(small_demo):
     root, first = small_demo
     assert first.returncode == 0
-    proc = subprocess.run([sys.executable, "-m", "dllm_jepa_train.demo", "--size", "small", "--root", str(root)],
+    proc = subprocess.run([sys.executable, "-m", "dllm_jepa_train.toy.demo", "--size", "small", "--root", str(root)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("reused") == len(demo.STAGES)

@@ -213,7 +213,7 @@ def test_tokenize_truncates_long_responses_and_drops_prompt_only_rows(tiny_token
 
 
 def test_task_rows_use_the_task_suites_prompt_text(tmp_path):
-    from dllm_jepa_train.synthetic import generate_all
+    from dllm_jepa_train.toy.synthetic import generate_all
     from lm_eval_diffusion.prompts import training_pair
     from lm_eval_diffusion.task_data import load_docs
 

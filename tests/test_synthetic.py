@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dllm_jepa_train import synthetic
+from dllm_jepa_train.toy import synthetic
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get("DLLM_JEPA_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))

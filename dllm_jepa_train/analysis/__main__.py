@@ -7,8 +7,8 @@
 
 Smallest CPU run (tiny model and synthetic text, no network):
 
-    python -m dllm_jepa_train.synthetic --out /tmp/syn --seed 0 --scale 0.1
-    python -c "from lm_eval_diffusion.tiny import build_tiny_checkpoint as b; b('/tmp/tiny')"
+    python -m dllm_jepa_train.toy.synthetic --out /tmp/syn --seed 0 --scale 0.1
+    python -c "from dllm_jepa_train.toy.models import build_tiny_checkpoint as b; b('/tmp/tiny')"
     python -m dllm_jepa_train.analysis probe --base /tmp/tiny --finetunes /tmp/tiny \
         --text-file /tmp/syn/text/valid.txt --num-docs 8 --out /tmp/probe.json
 

@@ -8,7 +8,7 @@ of a long document is not scored); exactly round(mask_rate * n) of its n tokens 
     loss = sum over documents of CE at masked positions / total masked positions   (divided once)
     delta = loss(fine-tune) - loss(base)                                           (> 0: forgetting)
 
-Smallest CPU run (a tiny checkpoint from `lm_eval_diffusion.tiny`, any text file):
+Smallest CPU run (a tiny checkpoint from `dllm_jepa_train.toy.models`, any text file):
 
     python -m dllm_jepa_train.analysis probe --base /tmp/tiny --finetunes /tmp/tiny \
         --text-file /tmp/synthetic_data/text/valid.txt --num-docs 8 --out /tmp/probe.json

@@ -1,9 +1,9 @@
 """The whole DLLM-JEPA pipeline at toy scale, offline, on a CPU: the README's first command.
 
     bash scripts/demo.sh                           # from a fresh clone: venv, install, run
-    python -m dllm_jepa_train.demo                 # default size, at most 10 minutes on 2 cores
-    python -m dllm_jepa_train.demo --size small    # the CI-sized run, about 3 minutes
-    python -m dllm_jepa_train.demo --fresh         # start over instead of reusing finished stages
+    python -m dllm_jepa_train.toy.demo                 # default size, at most 10 minutes on 2 cores
+    python -m dllm_jepa_train.toy.demo --size small    # the CI-sized run, about 3 minutes
+    python -m dllm_jepa_train.toy.demo --fresh         # start over instead of reusing finished stages
 
 Stages, each the real command a user runs on real checkpoints:
   data       synthetic GSM8K / Spider / NL-RX / Django / text data in the layout of the real releases
@@ -111,7 +111,7 @@ def _trainer_cmd(config: str, overrides: dict[str, object]) -> list[str]:
 
 def stage_data(root: Path, size: DemoSize, env: dict[str, str]) -> None:
     """Synthetic task data, then the fine-tuning mixture in the generic JSONL format."""
-    from dllm_jepa_train.synthetic import generate_all
+    from dllm_jepa_train.toy.synthetic import generate_all
     from lm_eval_diffusion.prompts import training_pair
     from lm_eval_diffusion.task_data import TASKS, load_docs
 

@@ -13,7 +13,7 @@ from typing import Iterable
 
 import torch
 
-REMOTE_CODE_DIR = Path(__file__).resolve().parent / "tiny_remote"
+REMOTE_CODE_DIR = Path(__file__).resolve().parent / "remote"
 
 # Special tokens named as in the real checkpoints' tokenizers; ids are whatever the trainer assigns.
 EOS_TOKEN = "<|endoftext|>"
