@@ -258,6 +258,17 @@ def test_process_results_on_hand_made_outputs(task_manager, name):
         assert metrics[key] == pytest.approx(value), (name, key, metrics)
 
 
+def test_num_fewshot_0_on_the_4_shot_tasks_prompts_with_the_training_prompt(task_manager):
+    lm = ScriptedLM(respond=lambda i, doc: "x")
+    out = lm_eval.simple_evaluate(model=lm, tasks=["dllm_jepa"], num_fewshot=0, limit=2,
+                                  task_manager=task_manager, log_samples=True)
+    assert {name: out["n-shot"][name] for name in GENERATION_TASKS} == {name: 0 for name in GENERATION_TASKS}
+    for name, task_key in GENERATION_TASKS.items():
+        docs = {s["doc_id"]: s["doc"] for s in out["samples"][name]}
+        assert {prompts.training_pair(task_key, doc)[0] for doc in docs.values()} <= set(lm.contexts)
+    assert len(lm.contexts) == 2 * len(GENERATION_TASKS)
+
+
 def test_django_process_results_is_the_papers_partition(task_manager):
     task = _resolved_tasks(task_manager, ["django_code"])["django_code"]
     golds = [doc["code"] for doc in task.eval_docs if " " in doc["code"]][:20]
@@ -336,6 +347,20 @@ def test_mmlu_500_from_a_local_file(mmlu_manager):
     assert perfect["results"]["mmlu_500"]["acc,none"] == 1.0
     always_a = _evaluate(ScriptedLM(choose=lambda d: "A"), mmlu_manager, "mmlu_500", limit=None)
     assert always_a["results"]["mmlu_500"]["acc,none"] == pytest.approx(0.25)
+
+
+def test_mmlu_500_task_on_57_generated_subjects_in_the_release_layout(tmp_path):
+    from collections import Counter
+
+    from test_prompts_data import MMLU_SUBJECTS, write_mmlu_release
+
+    write_mmlu_release(tmp_path, {s: 100 + i for i, s in enumerate(MMLU_SUBJECTS)})
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"data_dir": str(tmp_path)})
+    task = manager.load(["mmlu_500"])["tasks"]["mmlu_500"]
+    assert task.config.metadata["version"] == 2.0
+    docs = list(task.eval_docs)
+    assert len(docs) == 500 and docs == task_data.load_mmlu_subset(tmp_path)
+    assert sorted(Counter(Counter(d["subject"] for d in docs).values()).items()) == [(8, 13), (9, 44)]
 
 
 # ------------------------------------------------------------------------------------- end to end
