@@ -1,8 +1,8 @@
 """Collapse diagnostics of a checkpoint's pooled embeddings z_L (context view) and z_H (target view).
 
 The protocol of the paper's A.7 (Table 13) by default: the online model (the checkpoint's own weights)
-encodes both views of 100 Wikitext-103 validation paragraphs (`--text-file` gives the documents
-offline, one per line), so base, baseline and JEPA checkpoints are measured alike. `--target ema`
+encodes both views of the first 100 Wikitext-103 validation paragraphs (`--text-file` gives the
+documents offline, one per line), so base, baseline and JEPA checkpoints are measured alike. `--target ema`
 takes z_H from the EMA target saved in <checkpoint>/jepa/ema.safetensors instead (what the trainer's
 own `collapse` log entries use); `--data run` takes the documents from the run's data source, held-out
 split (gsm8k: test; spider/nlrx/django: validation), instead of Wikitext.
