@@ -9,7 +9,9 @@ Sources (`data.source`):
   template over the earlier messages plus the generation prompt, and the response is what the template
   adds for the last message (so it ends with the template's end-of-turn token). Without a template the
   plain join is `"{role}: {content}\\n"` per earlier message, then `"assistant:"`; response `" {content}"`.
-- text: one document per line; the whole document is maskable (empty prompt).
+- text: one document per line; the whole document is maskable (empty prompt), except that with
+  shifted logits (Dream) its first token is context: the logit that would score position 0 is the
+  one that predicts token 1, so position 0 has no logit of its own (`tokenize_examples`).
 
 Token rows (LLaDA's SFT convention): prompt ids (with the tokenizer's own special tokens, e.g. BOS),
 then response ids and one EOS. The collator pads each batch to its longest row (or `max_length`) with
@@ -97,9 +99,17 @@ class TokenizedData:
 
 
 def tokenize_examples(
-    examples: list[tuple[str, str, bool]], tokenizer: Any, eos_id: int, max_length: int
+    examples: list[tuple[str, str, bool]],
+    tokenizer: Any,
+    eos_id: int,
+    max_length: int,
+    shift_logits: bool = False,
 ) -> TokenizedData:
-    """Token rows: prompt ids (`encode_prompt`; chat-rendered prompts as they are), response ids + EOS."""
+    """Token rows: prompt ids (`encode_prompt`; chat-rendered prompts as they are), response ids + EOS.
+
+    `shift_logits` (Dream: the logit at i predicts token i + 1): a row without a prompt gets its first
+    response token as its prompt, so position 0, which no logit predicts, is never masked or scored.
+    """
     rows, truncated, dropped = [], 0, 0
     add_bos = adds_bos(tokenizer)  # once, not a probe encoding per row
     for prompt, response, has_specials in examples:
@@ -112,6 +122,8 @@ def tokenize_examples(
         else:
             prompt_ids = encode_prompt(tokenizer, prompt, add_bos)
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [eos_id]
+        if shift_logits and not prompt_ids:
+            prompt_ids, response_ids = response_ids[:1], response_ids[1:]
         room = max_length - len(prompt_ids)
         if room < 1:
             dropped += 1

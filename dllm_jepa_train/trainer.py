@@ -680,7 +680,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
                        trust_remote_code=cfg.model.trust_remote_code, mask_id=cfg.model.mask_id,
                        revision=cfg.model.revision, probe_padding=False)
     examples = load_examples(cfg.data, bb.tokenizer, data_dir)
-    data = tokenize_examples(examples, bb.tokenizer, bb.spec.eos_id, cfg.data.max_length)
+    data = tokenize_examples(examples, bb.tokenizer, bb.spec.eos_id, cfg.data.max_length, bb.spec.shift_logits)
     rows = data.rows[: cfg.data.max_rows] if cfg.data.max_rows else data.rows
     log.info("data %s/%s: %d rows (%d truncated to %d tokens, %d dropped: prompt too long)", cfg.data.source,
              cfg.data.split, len(rows), data.num_truncated, cfg.data.max_length, data.num_dropped)

@@ -27,7 +27,7 @@ from lm_eval.api.model import LM
 from tqdm import tqdm
 
 from lm_eval_diffusion.backbone import FAMILIES, Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
-from lm_eval_diffusion.likelihood import elbo_mc
+from lm_eval_diffusion.likelihood import elbo, single_token_logprobs
 from lm_eval_diffusion.sampler import (
     DREAM_ALGS,
     REMASKING,
@@ -494,33 +494,63 @@ class DiffusionLM(LM):
         )
         return canvas[0, len(prompt):].tolist() == continuation
 
+    def _encode_request(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """(prompt ids, continuation ids) of one loglikelihood request, the prompt left-truncated to fit."""
+        prompt, cont = self._encode_pair(context, continuation)
+        if not cont:
+            raise ValueError(f"continuation {continuation!r} encodes to no tokens; nothing to score")
+        if len(cont) >= self.max_length:
+            raise ValueError(f"continuation of {len(cont)} tokens does not fit max_length={self.max_length}")
+        if len(prompt) + len(cont) > self.max_length:
+            self._warn_once("ll_truncate", "loglikelihood contexts are left-truncated to fit "
+                                           f"max_length={self.max_length}")
+            prompt = prompt[-(self.max_length - len(cont)):]
+        return prompt, cont
+
     def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        """(ELBO of the continuation, is_greedy) per request; see likelihood.py for the estimator."""
-        out = []
-        for request in tqdm(requests, desc="loglikelihood", disable=disable_tqdm or self._rank != 0):
-            context, continuation = request.args
-            prompt, cont = self._encode_pair(context, continuation)
-            if not cont:
-                raise ValueError(f"continuation {continuation!r} encodes to no tokens; nothing to score")
-            if len(cont) >= self.max_length:
-                raise ValueError(f"continuation of {len(cont)} tokens does not fit max_length={self.max_length}")
-            if len(prompt) + len(cont) > self.max_length:
-                self._warn_once("ll_truncate", "loglikelihood contexts are left-truncated to fit "
-                                               f"max_length={self.max_length}")
-                prompt = prompt[-(self.max_length - len(cont)):]
+        """(ELBO of the continuation, is_greedy) per request; see likelihood.py for the estimators.
+
+        One-token continuations are exact and share one forward per prompt (a multiple-choice question
+        with answers " A".." D" costs one forward, not 4 x mc_num masked copies); longer ones are exact
+        when 2^L - 1 <= mc_num, else the stratified Monte-Carlo estimate.
+        """
+        encoded = [self._encode_request(*request.args) for request in requests]
+        spec = self.backbone.spec
+        single: dict[tuple[int, ...], list[int]] = {}  # prompt -> indices of its one-token requests
+        for index, (prompt, cont) in enumerate(encoded):
+            if len(cont) == 1:
+                single.setdefault(tuple(prompt), []).append(index)
+        elbos: list[float | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc="loglikelihood", disable=disable_tqdm or self._rank != 0)
+        for prompt, indices in single.items():
+            candidates = torch.tensor([encoded[i][1][0] for i in indices], device=self._device)
+            logprobs = single_token_logprobs(
+                self.backbone.logits, torch.tensor(prompt, device=self._device), candidates,
+                mask_id=spec.mask_id, cfg_scale=self.args.cfg_scale,
+            )
+            for i, value in zip(indices, logprobs.tolist()):
+                elbos[i] = value
+            bar.update(len(indices))
+        for index, (prompt, cont) in enumerate(encoded):
+            if elbos[index] is not None:
+                continue
             generator = torch.Generator().manual_seed(self._request_seed(prompt, cont))
-            elbo = elbo_mc(
+            elbos[index] = float(elbo(
                 self.backbone.logits,
                 torch.tensor(prompt, device=self._device),
                 torch.tensor(cont, device=self._device),
-                mask_id=self.backbone.spec.mask_id,
+                mask_id=spec.mask_id,
                 mc_num=self.args.mc_num,
                 batch_size=self.args.mc_batch_size,
                 generator=generator,
                 cfg_scale=self.args.cfg_scale,
-            )
+            ))
+            bar.update(1)
+        bar.close()
+        out = []
+        for request, (prompt, cont), value in zip(requests, encoded, elbos):
             is_greedy = self._is_greedy(prompt, cont) if self.args.greedy_check else False
-            result = (float(elbo), bool(is_greedy))
+            result = (float(value), bool(is_greedy))
             self.cache_hook.add_partial("loglikelihood", request.args, result)
             out.append(result)
         return out

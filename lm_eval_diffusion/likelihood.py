@@ -9,7 +9,11 @@ with n uniform on {1, ..., L} and S a uniformly random n-subset of the L continu
 prompt is never masked. `elbo_mc` estimates it with `mc_num` samples whose n are stratified
 (systematic sampling: n_k = 1 + floor((k + u) * L / mc_num) for k = 0..mc_num-1, one shared
 u ~ U[0, 1)), so every n appears mc_num / L times up to rounding and the estimate stays unbiased.
-`elbo_exact` enumerates every subset (2^L - 1 forwards): the reference for tests on short continuations.
+`elbo_exact` enumerates every subset (2^L - 1 masked copies) and has no variance; `elbo` uses it
+whenever 2^L - 1 <= mc_num, i.e. when enumeration costs no more forwards than sampling. For L = 1 the
+only subset masks the one continuation token, so the ELBO is exactly log p(x | prompt, [mask]) and the
+masked input does not depend on x: `single_token_logprobs` scores every one-token candidate (MMLU's
+" A".." D") with one forward per prompt.
 """
 
 from __future__ import annotations
@@ -104,6 +108,51 @@ def elbo_mc(
 
 
 @torch.inference_mode()
+def single_token_logprobs(
+    logits_fn: LogitsFn,
+    prompt_ids: torch.Tensor,
+    candidate_ids: torch.Tensor,
+    *,
+    mask_id: int,
+    cfg_scale: float = 0.0,
+) -> torch.Tensor:
+    """(K,) float64 exact ELBO = log p(c | prompt, [mask]) of each one-token continuation c.
+
+    `prompt_ids` (P,) and `candidate_ids` (K,) are long on the model's device; one forward on
+    prompt + [mask] serves every candidate.
+    """
+    noisy = torch.cat([prompt_ids, prompt_ids.new_full((1,), mask_id)])[None]
+    is_prompt = torch.ones_like(noisy, dtype=torch.bool)
+    is_prompt[:, -1] = False
+    logits = guided_logits(logits_fn, noisy, None, is_prompt, mask_id, cfg_scale)[0, -1]
+    return torch.log_softmax(logits.double(), dim=-1)[candidate_ids]
+
+
+def uses_exact_enumeration(length: int, mc_num: int) -> bool:
+    """Whether enumerating all 2^L - 1 masks costs no more masked copies than `mc_num` samples."""
+    return length <= 12 and 2**length - 1 <= mc_num
+
+
+@torch.inference_mode()
+def elbo(
+    logits_fn: LogitsFn,
+    prompt_ids: torch.Tensor,
+    cont_ids: torch.Tensor,
+    *,
+    mask_id: int,
+    mc_num: int,
+    batch_size: int,
+    generator: torch.Generator,
+    cfg_scale: float = 0.0,
+) -> torch.Tensor:
+    """The ELBO (float64 scalar) of (L,) long `cont_ids`: exact when 2^L - 1 <= mc_num, else `elbo_mc`."""
+    if uses_exact_enumeration(cont_ids.shape[0], mc_num):
+        return elbo_exact(logits_fn, prompt_ids, cont_ids, mask_id=mask_id, batch_size=batch_size, cfg_scale=cfg_scale)
+    return elbo_mc(logits_fn, prompt_ids, cont_ids, mask_id=mask_id, mc_num=mc_num, batch_size=batch_size,
+                   generator=generator, cfg_scale=cfg_scale)
+
+
+@torch.inference_mode()
 def elbo_exact(
     logits_fn: LogitsFn,
     prompt_ids: torch.Tensor,
@@ -113,18 +162,17 @@ def elbo_exact(
     batch_size: int = 64,
     cfg_scale: float = 0.0,
 ) -> torch.Tensor:
-    """The ELBO (float64 scalar) by enumerating all 2^L - 1 masks; for short continuations (tests)."""
+    """The ELBO (float64 scalar) by enumerating all 2^L - 1 masks, `batch_size` per forward; L <= 12."""
     L = cont_ids.shape[0]
     if not 1 <= L <= 12:
         raise ValueError(f"exact enumeration needs 1 <= L <= 12 continuation tokens, got {L}")
-    total = torch.zeros((), dtype=torch.float64, device=prompt_ids.device)
-    for n in range(1, L + 1):
-        subsets = list(itertools.combinations(range(L), n))
-        is_masked = torch.zeros((len(subsets), L), dtype=torch.bool)
-        for row, subset in enumerate(subsets):
-            is_masked[row, list(subset)] = True
-        losses = weighted_masked_nll(
-            logits_fn, prompt_ids, cont_ids, is_masked, mask_id=mask_id, batch_size=batch_size, cfg_scale=cfg_scale
-        )
-        total += losses.sum() / math.comb(L, n)
-    return -total / L
+    subsets = [subset for n in range(1, L + 1) for subset in itertools.combinations(range(L), n)]
+    is_masked = torch.zeros((len(subsets), L), dtype=torch.bool)
+    for row, subset in enumerate(subsets):
+        is_masked[row, list(subset)] = True
+    losses = weighted_masked_nll(
+        logits_fn, prompt_ids, cont_ids, is_masked, mask_id=mask_id, batch_size=batch_size, cfg_scale=cfg_scale
+    )
+    # E_n E_S: each n has probability 1 / L, each n-subset 1 / C(L, n).
+    weights = torch.tensor([1.0 / math.comb(L, len(subset)) for subset in subsets], dtype=torch.float64)
+    return -(losses * weights.to(losses.device)).sum() / L

@@ -12,7 +12,8 @@ spider  spider/{train_spider,dev}.json, spider/database/  xlangai/spider (no    
           <db_id>/<db_id>.sqlite                            databases)            (972 with the shared databases)
 nlrx    nlrx/synth_{src,targ}.txt                         none                  seeded 6,500 / 1,000 / 2,500
 django  django/all.{anno,code}                            AhmedSSoliman/DJANGO  lines 0-15999 / 16000-16999 / rest*
-mmlu    mmlu/test.{jsonl,csv,parquet}                     cais/mmlu, all        test 14,042 (then a stratified 500)
+mmlu    mmlu/test/<subject>_test.csv (the release's       cais/mmlu, all        test 14,042 (then MMLU-500:
+          data/test), or mmlu/test.{jsonl,csv,parquet}                          8 or 9 per subject)
 * by line order; a file that is not 18,805 lines long (a synthetic stand-in) is cut at the same fractions.
 
 Doc keys per task (what `prompts.py` and `process_results` read):
@@ -71,9 +72,14 @@ DJANGO_NUM_LINES = 18805
 DJANGO_TRAIN_END = 16000
 DJANGO_VALIDATION_END = 17000
 
+# MMLU-500 (paper: "approximately 8-9 questions per subject across all 57 subjects, fixed seed"):
+# 500 = 44 x 9 + 13 x 8; which 44 subjects get the ninth question, and the questions within each
+# subject, are drawn with this seed (see `balanced_sample`).
 MMLU_SUBSET_SIZE = 500
 MMLU_SUBSET_SEED = 1234
+MMLU_NUM_SUBJECTS = 57
 MMLU_LOCAL_FILES = ("test.jsonl", "test.csv", "test.parquet")
+MMLU_RELEASE_DIR = "test"  # the original release (hendrycks/test, data.tar): test/<subject>_test.csv, no header
 MMLU_COLUMNS = ("question", "subject", "choices", "answer")
 
 # Column names the hub copy of Django might use; the loader names what it found if none fit.
@@ -88,8 +94,9 @@ _DOWNLOAD_HINTS = {
     "nlrx": "nicholaslocascio/deep-regex: datasets/NL-RX-Synth/src.txt and targ.txt, saved as "
     "<data_dir>/nlrx/synth_src.txt and <data_dir>/nlrx/synth_targ.txt",
     "django": "odashi/ase15-django-dataset: django/all.anno and django/all.code into <data_dir>/django/",
-    "mmlu": "cais/mmlu (config all, split test) saved as <data_dir>/mmlu/test.jsonl with columns "
-    "question, subject, choices (list of 4), answer (index 0-3)",
+    "mmlu": "the MMLU release (hendrycks/test, data.tar) with its data/test/<subject>_test.csv files as "
+    "<data_dir>/mmlu/test/, or cais/mmlu (config all, split test) saved as <data_dir>/mmlu/test.jsonl with "
+    "columns question, subject, choices (list of 4), answer (index 0-3)",
 }
 
 
@@ -388,12 +395,18 @@ def _mmlu_docs(split: str, root: Path | None) -> list[dict]:
 
 def _mmlu_local_rows(folder: Path) -> list[dict]:
     present = [folder / name for name in MMLU_LOCAL_FILES if (folder / name).is_file()]
+    release = folder / MMLU_RELEASE_DIR
+    if release.is_dir():
+        present.append(release)
     if len(present) != 1:
         found = "none" if not present else ", ".join(p.name for p in present)
         raise TaskDataError(
-            f"{folder} must hold exactly one of {MMLU_LOCAL_FILES} (found {found}); see {_DOWNLOAD_HINTS['mmlu']}"
+            f"{folder} must hold exactly one of {MMLU_LOCAL_FILES + (MMLU_RELEASE_DIR + '/',)} (found {found}); "
+            f"see {_DOWNLOAD_HINTS['mmlu']}"
         )
     path = present[0]
+    if path == release:
+        return _mmlu_release_rows(release)
     if path.suffix == ".jsonl":
         return _read_jsonl(path)
     if path.suffix == ".csv":
@@ -409,6 +422,24 @@ def _mmlu_local_rows(folder: Path) -> list[dict]:
     return [dict(row) for row in datasets.Dataset.from_parquet(str(path))]
 
 
+def _mmlu_release_rows(folder: Path) -> list[dict]:
+    """Rows of the original release's test/<subject>_test.csv files (no header: question, A, B, C, D,
+    answer letter), subjects in name order as in the hub's `all` config."""
+    files = sorted(folder.glob("*_test.csv"))
+    if not files:
+        raise TaskDataError(f"{folder} has no <subject>_test.csv files; see {_DOWNLOAD_HINTS['mmlu']}")
+    rows = []
+    for path in files:
+        subject = path.name[: -len("_test.csv")]
+        with path.open(encoding="utf-8", newline="") as handle:
+            for number, record in enumerate(csv.reader(handle), 1):
+                if len(record) != 6:
+                    raise TaskDataError(f"{path}:{number}: expected 6 columns (question, A, B, C, D, answer), "
+                                        f"got {len(record)}")
+                rows.append({"question": record[0], "subject": subject, "choices": record[1:5], "answer": record[5]})
+    return rows
+
+
 def _mmlu_doc(row: dict[str, Any], index: int) -> dict:
     absent = [c for c in MMLU_COLUMNS if c not in row]
     if absent:
@@ -422,40 +453,48 @@ def _mmlu_doc(row: dict[str, Any], index: int) -> dict:
     return {"question": str(row["question"]), "subject": str(row["subject"]), "choices": choices, "answer": int(answer)}
 
 
-def stratified_sample(
+def balanced_sample(
     docs: list[dict], num_docs: int = MMLU_SUBSET_SIZE, seed: int = MMLU_SUBSET_SEED, key: str = "subject"
 ) -> list[dict]:
-    """`num_docs` docs drawn per `key` in proportion to its size (each value at least once), in input order.
+    """`num_docs` docs spread evenly over the values of `key` (MMLU-500: 8 or 9 per subject), in input order.
 
-    Allocation is largest-remainder on the proportional quota (ties broken by value name), so the
-    sizes are exact; within each value the docs are drawn with `random.Random(seed)`.
+    With S values, each gets num_docs // S and num_docs % S of them (drawn with `random.Random(seed)`
+    from the sorted value names) get one more: 500 over 57 subjects is 44 x 9 + 13 x 8. Within a value,
+    its docs are drawn with `random.Random(f"{seed}/{value}")`, so the selection depends only on the seed
+    and that value's own docs: every model and every run gets the same items. Fewer docs than
+    `num_docs` in all (toy data) are returned whole.
     """
+    if num_docs >= len(docs):
+        log.warning("only %d docs, not more than the %d asked for: using all of them", len(docs), num_docs)
+        return list(docs)
     groups: dict[str, list[int]] = defaultdict(list)
     for index, doc in enumerate(docs):
         groups[doc[key]].append(index)
-    if num_docs >= len(docs):
-        return list(docs)
-    if num_docs < len(groups):
-        raise ValueError(f"cannot cover {len(groups)} values of {key!r} with {num_docs} docs")
     names = sorted(groups)
-    spare = num_docs - len(names)  # one per value first, the rest in proportion
-    quotas = {name: spare * (len(groups[name]) - 1) / (len(docs) - len(names)) for name in names}
-    counts = {name: 1 + int(quotas[name]) for name in names}
-    # Values already taken whole cannot grow; float round-off must not push one past its size.
-    growable = [n for n in names if counts[n] < len(groups[n])]
-    by_remainder = sorted(growable, key=lambda n: (-(quotas[n] - int(quotas[n])), n))
-    for name in by_remainder[: num_docs - sum(counts.values())]:
-        counts[name] += 1
-    rng = random.Random(seed)
-    chosen = sorted(index for name in names for index in rng.sample(groups[name], counts[name]))
+    if num_docs < len(names):
+        raise ValueError(f"cannot cover {len(names)} values of {key!r} with {num_docs} docs")
+    base, extra = divmod(num_docs, len(names))
+    larger = set(random.Random(seed).sample(names, extra))
+    counts = {name: base + (name in larger) for name in names}
+    short = {name: len(groups[name]) for name in names if len(groups[name]) < counts[name]}
+    if short:
+        raise ValueError(f"values of {key!r} with fewer docs than their share ({base} or {base + 1}): {short}")
+    chosen = sorted(
+        index for name in names for index in random.Random(f"{seed}/{name}").sample(groups[name], counts[name])
+    )
     return [docs[i] for i in chosen]
 
 
 def load_mmlu_subset(
     data_dir: str | Path | None = None, num_docs: int = MMLU_SUBSET_SIZE, seed: int = MMLU_SUBSET_SEED
 ) -> list[dict]:
-    """The MMLU sanity-check subset: `num_docs` test questions stratified over subjects."""
-    return stratified_sample(load_docs("mmlu", "test", data_dir), num_docs, seed)
+    """MMLU-500: `num_docs` test questions, 8 or 9 from each subject (`balanced_sample`)."""
+    docs = load_docs("mmlu", "test", data_dir)
+    num_subjects = len({doc["subject"] for doc in docs})
+    if num_subjects != MMLU_NUM_SUBJECTS:
+        log.warning("MMLU test data has %d subjects, not %d: MMLU-500 spreads %d questions over those",
+                    num_subjects, MMLU_NUM_SUBJECTS, num_docs)
+    return balanced_sample(docs, num_docs, seed)
 
 
 # ------------------------------------------------------------------------------- lm-eval datasets
@@ -464,7 +503,7 @@ def load_mmlu_subset(
 def lm_eval_splits(
     task: str, data_dir: str | Path | None = None, spider_db_dir: str | Path | None = None
 ) -> dict[str, list[dict]]:
-    """The splits an lm-eval task reads: every split of `task`; for MMLU the stratified test subset.
+    """The splits an lm-eval task reads: every split of `task`; for MMLU the MMLU-500 test subset.
 
     Spider's `train` (the few-shot pool) is left out only when a local data_dir has no
     train_spider.json (the shared offline copy); the task then draws shots from dev, never the doc.

@@ -99,6 +99,52 @@ def test_document_mask_depends_only_on_seed_and_index():
     assert num_masked(1, 0.5) == 1 and num_masked(4, 1.0) == 4
 
 
+def test_document_mask_from_first_never_masks_earlier_positions():
+    for index in range(50):
+        mask = document_mask(6, 1.0, seed=0, index=index, first=1)
+        assert mask.tolist() == [False] + [True] * 5
+        half = document_mask(7, 0.5, seed=0, index=index, first=1)
+        assert not half[0] and int(half.sum()) == num_masked(6, 0.5) == 3
+    with pytest.raises(ValueError, match="no maskable position"):
+        document_mask(1, 0.5, seed=0, index=0, first=1)
+
+
+def _poison_position_0(monkeypatch):
+    """Make every model's (aligned) logits at position 0 NaN: a loss that reads them is NaN."""
+    from lm_eval_diffusion.backbone import Backbone
+
+    forward = Backbone.forward
+
+    def poisoned(self, input_ids, attention_mask=None, output_hidden_states=False):
+        logits, hidden = forward(self, input_ids, attention_mask, output_hidden_states)
+        logits = logits.clone()
+        logits[:, 0] = float("nan")
+        return logits, hidden
+
+    monkeypatch.setattr(Backbone, "forward", poisoned)
+
+
+def test_probe_never_scores_position_0_of_a_dream_model(tiny_checkpoints, text_file, monkeypatch):
+    """Dream's logits are shifted right: the one at position 0 predicts token 1, so position 0 is never scored."""
+    settings = ProbeSettings(num_docs=6, max_length=24, batch_size=1, mask_rate=1.0, text_file=str(text_file),
+                             device="cpu")
+    dream = str(tiny_checkpoints["dream"])
+    clean = run_probe(dream, [], settings)
+    assert clean["settings"]["first_maskable"] == 1
+    assert clean["base"]["num_masked"] == clean["base"]["num_tokens"] - clean["base"]["num_docs"]
+    _poison_position_0(monkeypatch)
+    assert run_probe(dream, [], settings)["base"]["loss"] == clean["base"]["loss"]
+    # The poison is real: LLaDA's position 0 is its own token's logit and is scored (mask rate 1).
+    with pytest.raises(AnalysisError, match="not finite|non-finite|nan"):
+        run_probe(str(tiny_checkpoints["llada"]), [], settings)
+
+
+def test_probe_refuses_to_compare_shifted_and_unshifted_logits(tiny_checkpoints, text_file):
+    settings = ProbeSettings(num_docs=2, max_length=8, text_file=str(text_file), device="cpu")
+    with pytest.raises(AnalysisError, match="shifted"):
+        run_probe(str(tiny_checkpoints["llada"]), [str(tiny_checkpoints["dream"])], settings)
+
+
 def test_plan_batches_covers_rows_and_keeps_equal_lengths_without_padding():
     lengths = [3, 5, 5, 2, 5, 3]
     padded = plan_batches(lengths, 4, honours_padding=True)
@@ -168,10 +214,11 @@ def test_collapse_stats_of_known_matrices():
     assert same["per_dim_std_mean"] == pytest.approx(0.0, abs=1e-7)
 
 
-def test_collapse_on_a_run_uses_its_rates_and_ema(runs, tiny_checkpoints, text_file):
+def test_collapse_defaults_to_a7_online_weights_for_both_views(runs, tiny_checkpoints, text_file, tmp_path):
     from safetensors.torch import save_file
     from transformers import AutoModelForMaskedLM
 
+    from dllm_jepa_train.analysis.__main__ import build_parser, run_command
     from dllm_jepa_train.analysis.collapse import CollapseSettings, run_collapse
 
     jepa = runs["jepa"]
@@ -179,15 +226,42 @@ def test_collapse_on_a_run_uses_its_rates_and_ema(runs, tiny_checkpoints, text_f
     base = AutoModelForMaskedLM.from_pretrained(tiny_checkpoints["generic"])
     ema = {n: p.detach().clone().contiguous() for n, p in base.named_parameters()}  # the base: an EMA that lags
     save_file(ema, str(jepa / "jepa" / "ema.safetensors"))
+    out = tmp_path / "collapse.json"
+    run_command(build_parser().parse_args(
+        ["collapse", "--checkpoint", str(jepa), "--text-file", str(text_file), "--num-samples", "6",
+         "--num-pairs", "50", "--batch-size", "3", "--device", "cpu", "--out", str(out)]))
+    default = json.loads(out.read_text())
+    assert default["settings"]["target"] == "online" and default["settings"]["data"] == "wikitext"
+    assert default["settings"]["t_context"] == [0.2, 0.2] and default["settings"]["t_target"] == [0.7, 0.7]
+    assert default["settings"]["data_source"] == str(text_file.resolve()) and default["settings"]["num_rows"] == 6
+    assert default["settings"]["seed"] == 1 and default["dim"] == 64
+
     settings = CollapseSettings(text_file=str(text_file), num_samples=6, num_pairs=50, batch_size=3, device="cpu")
-    with_ema = run_collapse(str(jepa), settings)
-    assert with_ema["settings"]["t_context"] == [0.2, 0.2] and with_ema["settings"]["t_target"] == [0.7, 0.7]
-    assert with_ema["settings"]["target"] == "ema" and with_ema["settings"]["seed"] == 1 and with_ema["dim"] == 64
-    online = run_collapse(str(jepa), CollapseSettings(**{**settings.__dict__, "target": "online"}))
-    assert online["z_context"] == with_ema["z_context"]  # z_L always from the checkpoint
-    assert online["z_target"] != with_ema["z_target"]
-    for stats in (with_ema["z_context"], with_ema["z_target"]):
+    online = run_collapse(str(jepa), settings)
+    assert online["z_context"] == default["z_context"] and online["z_target"] == default["z_target"]
+    with_ema = run_collapse(str(jepa), CollapseSettings(**{**settings.__dict__, "target": "ema"}))
+    assert with_ema["settings"]["target"] == "ema"
+    assert with_ema["z_context"] == online["z_context"]  # z_L always from the checkpoint
+    assert with_ema["z_target"] != online["z_target"]  # the default did not read the EMA file beside it
+    for stats in (online["z_context"], online["z_target"]):
         assert 1.0 <= stats["effective_rank"] <= 6.0 and 0.0 <= stats["cosine_diversity"] <= 1.0
+    with pytest.raises(AnalysisError, match="does not exist"):
+        run_collapse(str(runs["baseline"]), CollapseSettings(**{**settings.__dict__, "target": "ema"}))
+
+
+def test_collapse_of_a_base_checkpoint_uses_a7_rates_unless_given(tiny_checkpoints, text_file):
+    from dllm_jepa_train.analysis.collapse import CollapseSettings, run_collapse
+
+    base = str(tiny_checkpoints["llada"])  # no config.yaml beside it
+    settings = CollapseSettings(text_file=str(text_file), num_samples=5, num_pairs=20, batch_size=5, device="cpu")
+    default = run_collapse(base, settings)
+    assert default["run_config"] is None and default["settings"]["target"] == "online"
+    assert default["settings"]["t_context"] == [0.2, 0.2] and default["settings"]["t_target"] == [0.7, 0.7]
+    given = run_collapse(base, CollapseSettings(**{**settings.__dict__, "t_context": "0.1", "t_target": "0.9"}))
+    assert given["settings"]["t_context"] == [0.1, 0.1] and given["settings"]["t_target"] == [0.9, 0.9]
+    assert given["z_target"] != default["z_target"]
+    with pytest.raises(AnalysisError, match="--data run"):
+        run_collapse(base, CollapseSettings(**{**settings.__dict__, "data": "run", "text_file": None}))
 
 
 # -------------------------------------------------------------------------------------------- identity

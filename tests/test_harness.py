@@ -192,6 +192,27 @@ def test_loglikelihood_is_deterministic_per_request_whatever_the_order(tiny_chec
     assert len({ll for ll, _ in first}) == len(first)
 
 
+def test_one_token_choices_cost_one_forward_per_question(tiny_checkpoints):
+    from lm_eval_diffusion.likelihood import elbo_mc
+
+    lm = make_lm(tiny_checkpoints["llada"], mc_num=128, mc_batch_size=32)
+    questions = [f"Question {i}: which one?\nAnswer:" for i in range(3)]
+    requests = [Request(q, choice) for q in questions for choice in (" dog", " apples", " the", " bar")]
+    encoded = [lm._encode_pair(*r.args) for r in requests]
+    assert all(len(cont) == 1 for _, cont in encoded)  # precondition: one token each in the tiny vocabulary
+    calls = []
+    logits_fn = lm.backbone.logits
+    lm.backbone.logits = lambda ids, attention_mask=None: calls.append(ids.shape) or logits_fn(ids, attention_mask)
+    results = lm.loglikelihood(requests)
+    assert [tuple(shape) for shape in calls] == [(1, len(encoded[4 * i][0]) + 1) for i in range(3)]
+    for (prompt, cont), (value, _) in zip(encoded, results):
+        # What the Monte-Carlo path computed before: mc_num copies of the same single-mask input.
+        reference = elbo_mc(logits_fn, torch.tensor(prompt), torch.tensor(cont), mask_id=lm.backbone.spec.mask_id,
+                            mc_num=8, batch_size=8, generator=torch.Generator().manual_seed(0))
+        assert value == pytest.approx(reference.item(), abs=1e-5)
+    assert len({value for value, _ in results}) == len(results)
+
+
 def test_greedy_check_compares_with_a_one_token_per_step_fill(tiny_checkpoints):
     lm = make_lm(tiny_checkpoints["llada"], mc_num=4, greedy_check=True)
     sharpen(lm)

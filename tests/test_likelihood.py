@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from lm_eval_diffusion.backbone import load_backbone
-from lm_eval_diffusion.likelihood import elbo_exact, elbo_mc, random_subset_masks, stratified_mask_counts
+from lm_eval_diffusion.likelihood import (
+    elbo,
+    elbo_exact,
+    elbo_mc,
+    random_subset_masks,
+    single_token_logprobs,
+    stratified_mask_counts,
+    uses_exact_enumeration,
+)
 
 PROMPT = [5, 6, 7, 8, 9]
 CONT = [20, 31, 42, 53]
@@ -94,6 +102,55 @@ def test_single_token_continuation_is_exact(backbones):
     got = elbo_mc(bb.logits, torch.tensor(PROMPT), torch.tensor(CONT[:1]), mask_id=bb.spec.mask_id, mc_num=8,
                   batch_size=8, generator=torch.Generator().manual_seed(0))
     assert got.item() == pytest.approx(expected, abs=1e-5)
+
+
+class CountingLogits:
+    """A logits function that counts forwards and the masked copies (rows) they carry."""
+
+    def __init__(self, logits_fn):
+        self.logits_fn, self.forwards, self.rows = logits_fn, 0, 0
+
+    def __call__(self, ids, attention_mask):
+        self.forwards += 1
+        self.rows += ids.shape[0]
+        return self.logits_fn(ids, attention_mask)
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_single_token_logprobs_score_every_candidate_with_one_forward(backbones, family):
+    bb = backbones[family]
+    candidates = [20, 31, 42, 53]
+    counting = CountingLogits(bb.logits)
+    got = single_token_logprobs(counting, torch.tensor(PROMPT), torch.tensor(candidates), mask_id=bb.spec.mask_id)
+    assert (counting.forwards, counting.rows) == (1, 1)
+    for candidate, value in zip(candidates, got.tolist()):
+        expected = exact_from_losses(subset_losses(bb.logits, PROMPT, [candidate], bb.spec.mask_id), 1)[0]
+        assert value == pytest.approx(expected, abs=1e-6)
+
+
+def test_single_token_logprobs_with_cfg_equal_the_exact_elbo(backbones):
+    bb = backbones["llada"]
+    got = single_token_logprobs(bb.logits, torch.tensor(PROMPT), torch.tensor([CONT[0]]), mask_id=bb.spec.mask_id,
+                                cfg_scale=1.5)
+    exact = elbo_exact(bb.logits, torch.tensor(PROMPT), torch.tensor(CONT[:1]), mask_id=bb.spec.mask_id, cfg_scale=1.5)
+    assert got.item() == pytest.approx(exact.item(), abs=1e-6)
+
+
+def test_elbo_enumerates_exactly_when_that_is_no_dearer_than_sampling(backbones):
+    bb = backbones["dream"]
+    assert [uses_exact_enumeration(L, 128) for L in (1, 7, 8)] == [True, True, False]
+    assert uses_exact_enumeration(4, 15) and not uses_exact_enumeration(4, 14)
+    exact = elbo_exact(bb.logits, torch.tensor(PROMPT), torch.tensor(CONT), mask_id=bb.spec.mask_id, batch_size=8)
+    counting = CountingLogits(bb.logits)
+    got = elbo(counting, torch.tensor(PROMPT), torch.tensor(CONT), mask_id=bb.spec.mask_id, mc_num=15, batch_size=8,
+               generator=torch.Generator().manual_seed(0))
+    assert got.item() == exact.item()
+    assert (counting.forwards, counting.rows) == (2, 15)  # all 2^4 - 1 masks, 8 per forward
+    sampled = elbo(bb.logits, torch.tensor(PROMPT), torch.tensor(CONT), mask_id=bb.spec.mask_id, mc_num=14,
+                   batch_size=8, generator=torch.Generator().manual_seed(0))
+    reference = elbo_mc(bb.logits, torch.tensor(PROMPT), torch.tensor(CONT), mask_id=bb.spec.mask_id, mc_num=14,
+                        batch_size=8, generator=torch.Generator().manual_seed(0))
+    assert sampled.item() == reference.item() != exact.item()
 
 
 def test_cfg_changes_the_estimate_and_matches_its_formula(backbones):

@@ -116,3 +116,28 @@ def test_lm_eval_command_single_process_and_two_ranks_agree(installed, tiny_chec
         metric = "exact_match,none" if task == "tiny_echo" else "acc,none"
         assert two_results[task][metric] == single_results[task][metric]
     assert "on rank 1" in two_log  # lm-eval saw our rank; the shards above came from both ranks
+
+
+def test_lm_eval_command_runs_the_zero_shot_group_on_the_real_data(installed, tiny_checkpoints, tmp_path):
+    from conftest import shared_data_or_skip
+
+    from lm_eval_diffusion import prompts
+
+    data_dir = shared_data_or_skip()
+    run([str(BIN / "lm_eval"), "--model", "llada_diffusion", "--device", "cpu",
+         "--model_args", f"pretrained={tiny_checkpoints['llada']},steps=8,gen_length=16,block_length=8",
+         "--tasks", "dllm_jepa_0shot", "--limit", "2", "--metadata", json.dumps({"data_dir": str(data_dir)}),
+         "--log_samples", "--output_path", str(tmp_path / "out")], cwd=tmp_path)
+    results = json.loads(next((tmp_path / "out").rglob("results_*.json")).read_text())
+    tasks = {"gsm8k_dllm_0shot": "gsm8k", "spider_exec_0shot": "spider", "nlrx_synth_0shot": "nlrx",
+             "django_code_0shot": "django"}
+    assert set(tasks) <= set(results["results"])
+    assert {name: results["n-shot"][name] for name in tasks} == {name: 0 for name in tasks}
+    for name, task in tasks.items():
+        path = next((tmp_path / "out").rglob(f"samples_{name}_*.jsonl"))
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        assert sorted({row["doc_id"] for row in rows}) == [0, 1]
+        for row in rows:
+            context, gen_kwargs = row["arguments"]["gen_args_0"]["arg_0"], row["arguments"]["gen_args_0"]["arg_1"]
+            assert context == prompts.training_pair(task, row["doc"])[0]  # exactly the trainer's prompt
+            assert gen_kwargs["until"] == (["Question:", "</s>", "<|im_end|>"] if task == "gsm8k" else [])

@@ -41,24 +41,42 @@ def test_ws_normalise_unicode_and_unterminated_string():
     assert code.ws_normalise('x = "abc') == 'x = " abc'
 
 
-def test_dataset_spacing_and_compact_spelling_agree():
+def _partition(exact: int, stop: int, content: int) -> dict[str, int]:
+    return {"exact_match": exact, "ws_prefix_match": exact + stop, "stop_artifact": stop, "content_error": content}
+
+
+def test_compact_spelling_is_a_ws_prefix_match_but_not_strict():
     gold = "  return [ source [ 0 ] ] , [ params ]"
-    assert code.exact_match("return [source[0]], [params]", gold)
     assert code.ws_prefix_match("return [source[0]], [params]", gold)
-    assert code.stop_breakdown("return [source[0]], [params]", gold) == {"stop_artifact": 0, "content_error": 0}
+    assert not code.exact_match("return [source[0]], [params]", gold)
+    assert code.outcome("return [source[0]], [params]", gold) == _partition(0, 1, 0)
+    # The gold as released, leading indentation and trailing newline stripped, is strict.
+    assert code.outcome("\n return [ source [ 0 ] ] , [ params ]\n\n", gold) == _partition(1, 0, 0)
 
 
-def test_stop_artifact_is_correct_code_then_trailing_text():
-    gold = "params = [ ]"
-    pred = "params = []  params = []"
-    assert code.ws_prefix_match(pred, gold)
-    assert not code.exact_match(pred, gold)
-    assert code.stop_breakdown(pred, gold) == {"stop_artifact": 1, "content_error": 0}
+@pytest.mark.parametrize(
+    ("pred", "expected"),
+    [
+        ("x = foo ( 1 )", _partition(1, 0, 0)),  # the gold
+        ("  x = foo ( 1 )  \n", _partition(1, 0, 0)),  # surrounding whitespace only
+        ("x = foo ( 1 )\ny = 2", _partition(0, 1, 0)),  # Table 5: correct code + trailing tokens
+        ("x = foo ( 1 ) # done", _partition(0, 1, 0)),
+        ("x  =  foo ( 1 )", _partition(0, 1, 0)),  # whitespace-only difference: documented as stop_artifact
+        ("x = foo(1)", _partition(0, 1, 0)),
+        ("x = foo ( 2 )", _partition(0, 0, 1)),
+        ("x = foo ( 10 )", _partition(0, 0, 1)),  # token-wise: 10 is not 1
+        ("x = foo (", _partition(0, 0, 1)),  # a truncated answer is not a prefix match
+        ("", _partition(0, 0, 1)),
+        (None, _partition(0, 0, 1)),
+    ],
+)
+def test_paper_partition_hand_checked(pred, expected):
+    assert code.outcome(pred, "x = foo ( 1 )") == expected
 
 
 def test_prefix_is_token_wise_not_character_wise():
     assert not code.ws_prefix_match("x = 10", "x = 1")
-    assert code.stop_breakdown("x = 10", "x = 1") == {"stop_artifact": 0, "content_error": 1}
+    assert code.outcome("x = 10", "x = 1")["content_error"] == 1
     assert not code.ws_prefix_match("result_args = 1", "result = 1")
 
 
@@ -72,18 +90,14 @@ def test_prefix_is_token_wise_not_character_wise():
         (None, "x = 1"),
         ("x", "x = 1"),
         ("x = 1" * 1000, "x = 1"),
+        ("\tx = 1\n", "x = 1"),
     ],
 )
 def test_outcomes_partition(pred, gold):
-    breakdown = code.stop_breakdown(pred, gold)
-    exact = int(code.exact_match(pred, gold))
-    assert exact + breakdown["stop_artifact"] + breakdown["content_error"] == 1
-    assert code.ws_prefix_match(pred, gold) == bool(exact or breakdown["stop_artifact"])
-
-
-def test_missing_prediction_is_a_content_error():
-    assert code.stop_breakdown(None, "pass") == {"stop_artifact": 0, "content_error": 1}
-    assert not code.exact_match("", "pass")
+    out = code.outcome(pred, gold)
+    assert out["exact_match"] + out["stop_artifact"] + out["content_error"] == 1
+    assert out["exact_match"] + out["stop_artifact"] == out["ws_prefix_match"] == int(code.ws_prefix_match(pred, gold))
+    assert out["exact_match"] == int(code.exact_match(pred, gold))
 
 
 @pytest.mark.parametrize("gold", ["", "   \n\t", None, 3])
@@ -95,9 +109,9 @@ def test_empty_or_non_string_gold_raises(gold):
 def test_huge_hostile_prediction_is_linear_time():
     hostile = ("'" + "a" * 1000 + '"') * 1000 + '"""' + "x" * 200_000  # unterminated quotes everywhere
     start = time.perf_counter()
-    breakdown = code.stop_breakdown(hostile, "pass")
+    out = code.outcome(hostile, "pass")
     assert time.perf_counter() - start < 5.0
-    assert breakdown == {"stop_artifact": 0, "content_error": 1}
+    assert out == _partition(0, 0, 1)
 
 
 # ------------------------------------------------------------------------------------------ gsm8k

@@ -414,10 +414,33 @@ def test_database_still_usable_after_hostile_predictions(sandbox_copy):
         ("", ""),
         (None, ""),
         ("   \n ; SELECT 1", ""),
+        # A blank line or the next example's header ends the query, whichever comes first.
+        ("SELECT a FROM t\n\nDatabase: x\nQuestion: y", "SELECT a FROM t"),
+        ("SELECT a\nFROM t\n \t \nmore text; SELECT 2", "SELECT a FROM t"),
+        ("SELECT a FROM t\nQuestion: how many?\nSQL: SELECT 2", "SELECT a FROM t"),
+        ("SELECT a FROM t\n  Database: db", "SELECT a FROM t"),
+        ("SELECT a FROM t; x\n\ny", "SELECT a FROM t"),
+        ("SELECT 'Question: x' FROM t", "SELECT 'Question: x' FROM t"),  # inside a literal: content
+        ("SELECT 'a\n\nb' FROM t\n\nQuestion: q", "SELECT 'a\n\nb' FROM t"),
+        ("SELECT 'a'\nDatabase: z", "SELECT 'a'"),  # a header right after a literal
+        ("SELECT a -- note\n\nQuestion: q", "SELECT a"),
+        ("SELECT a FROM t WHERE q = 'x' AND Question: 1", "SELECT a FROM t WHERE q = 'x' AND Question: 1"),
+        ("```sql\nSELECT 1\n\nSELECT 2\n```", "SELECT 1"),
+        ("Question: q\nSELECT 1", ""),
     ],
 )
 def test_clean_sql(text, expected):
     assert clean_sql(text) == expected
+
+
+def test_exec_match_raw_runs_the_output_as_written(concert_db):
+    gold = "SELECT count(*) FROM singer"
+    assert exec_match("  " + gold + "\n", gold, concert_db, clean=False) == ExecResult(True, None)
+    assert exec_match(gold + ";", gold, concert_db, clean=False).match  # SQLite accepts one trailing ';'
+    for tail in ("; DROP TABLE x", ";\nThis query counts the singers.", "\n\nDatabase: x\nQuestion: y"):
+        assert exec_match(gold + tail, gold, concert_db).match
+        raw = exec_match(gold + tail, gold, concert_db, clean=False)
+        assert not raw.match and raw.error is not None, (tail, raw)
 
 
 def test_clean_sql_rejects_non_strings():

@@ -224,3 +224,50 @@ def test_task_rows_use_the_task_suites_prompt_text(tmp_path):
         assert [e[:2] for e in examples] == [training_pair(task, d) for d in docs]
     text = load_examples(DataConfig(source="text", split="validation"), None, tmp_path)
     assert text and all(prompt == "" for prompt, _, _ in text)
+
+
+# ------------------------------------------------------------------------ Dream: position 0 is never scored
+
+
+def test_shifted_logits_keep_a_documents_first_token_out_of_the_mask(tiny_tokenizer):
+    """Dream's logit at i predicts token i + 1: no logit predicts position 0, so it must stay visible."""
+    eos = tiny_tokenizer.eos_token_id
+    examples = [("", "The quick brown fox", False), ("", "dog", False), ("Q:", " a", False)]
+    plain = tokenize_examples(examples, tiny_tokenizer, eos, max_length=24)
+    shifted = tokenize_examples(examples, tiny_tokenizer, eos, max_length=24, shift_logits=True)
+    for before, after in zip(plain.rows[:2], shifted.rows[:2]):
+        assert before["prompt_ids"] == [] and after["prompt_ids"] == before["response_ids"][:1]
+        assert after["prompt_ids"] + after["response_ids"] == before["response_ids"]
+    assert shifted.rows[2] == plain.rows[2]  # a row with a prompt already starts with context
+    collator = _collator(t_context=(1.0, 1.0), t_target=(1.0, 1.0), max_length=24)
+    for name, data in (("plain", plain), ("shifted", shifted)):
+        batch = collator([{**row, "index": i, "epoch": 0} for i, row in enumerate(data.rows)])
+        for view in ("context_masked", "target_masked"):
+            assert bool(batch[view][:2, 0].any()) == (name == "plain"), (name, view)
+
+
+def test_dream_text_training_never_reads_the_logit_at_position_0(tmp_path, tiny_checkpoints, monkeypatch):
+    from train_helpers import SENTENCES, flags
+
+    import dllm_jepa_train.jepa as jepa
+    from dllm_jepa_train.config import load_config
+    from dllm_jepa_train.trainer import build_trainer
+
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(SENTENCES) + "\n")
+    forward = jepa.model_forward
+
+    def poisoned(model, spec, input_ids, attention_mask=None, output_hidden_states=False):
+        logits, hidden = forward(model, spec, input_ids, attention_mask, output_hidden_states)
+        logits = logits.clone()
+        logits[:, 0] = float("nan")  # Dream: token 1's logit, shifted to position 0
+        return logits, hidden
+
+    monkeypatch.setattr(jepa, "model_forward", poisoned)
+    every_token = ("--data.source", "text", "--data.path", str(text), "--diffusion.t_context", "1.0",
+                   "--jepa.t_target", "1.0")
+    trainer = build_trainer(load_config(None, flags(tiny_checkpoints["dream"], text, tmp_path / "run", *every_token)))
+    assert all(len(row["prompt_ids"]) == 1 for row in trainer.rows)
+    trainer.train()  # a NaN loss would raise NonFiniteLossError
+    losses = [json.loads(line)["loss_diff"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)

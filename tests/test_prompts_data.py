@@ -170,28 +170,96 @@ def test_mmlu_local_file(tmp_path, fmt):
     assert docs == rows
 
 
-def test_mmlu_subset_is_stratified_deterministic_and_covers_every_subject(tmp_path):
-    sizes = {f"subject_{i:02d}": 10 + 7 * i for i in range(57)}  # uneven, 11,571 questions
-    _write_mmlu(tmp_path / "mmlu", sizes, "jsonl")
+# The 57 subjects of the MMLU release (hendrycks/test), as its data/test/<subject>_test.csv files name them.
+MMLU_SUBJECTS = (
+    "abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology college_chemistry "
+    "college_computer_science college_mathematics college_medicine college_physics computer_security "
+    "conceptual_physics econometrics electrical_engineering elementary_mathematics formal_logic global_facts "
+    "high_school_biology high_school_chemistry high_school_computer_science high_school_european_history "
+    "high_school_geography high_school_government_and_politics high_school_macroeconomics high_school_mathematics "
+    "high_school_microeconomics high_school_physics high_school_psychology high_school_statistics "
+    "high_school_us_history high_school_world_history human_aging human_sexuality international_law "
+    "jurisprudence logical_fallacies machine_learning management marketing medical_genetics miscellaneous "
+    "moral_disputes moral_scenarios nutrition philosophy prehistory professional_accounting professional_law "
+    "professional_medicine professional_psychology public_relations security_studies sociology "
+    "us_foreign_policy virology world_religions"
+).split()
+
+
+def write_mmlu_release(root: Path, sizes: dict[str, int]) -> None:
+    """Generated questions in the release layout: mmlu/test/<subject>_test.csv, no header, 6 columns."""
+    import csv
+
+    folder = root / "mmlu" / "test"
+    folder.mkdir(parents=True)
+    for subject, size in sizes.items():
+        with (folder / f"{subject}_test.csv").open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            for i in range(size):
+                writer.writerow([f"{subject}, question {i}: why?", f"w{i}", "x, y", f'"z{i}"', "v", "ABCD"[i % 4]])
+
+
+def test_mmlu_release_layout_is_read_with_subjects_from_the_file_names(tmp_path):
+    write_mmlu_release(tmp_path, {"virology": 2, "anatomy": 1})
+    docs = task_data.load_docs("mmlu", "test", tmp_path)
+    choices = lambda i: [f"w{i}", "x, y", f'"z{i}"', "v"]  # noqa: E731
+    assert docs == [
+        {"question": "anatomy, question 0: why?", "subject": "anatomy", "choices": choices(0), "answer": 0},
+        {"question": "virology, question 0: why?", "subject": "virology", "choices": choices(0), "answer": 0},
+        {"question": "virology, question 1: why?", "subject": "virology", "choices": choices(1), "answer": 1},
+    ]
+
+
+def test_mmlu_500_is_8_or_9_per_subject_and_the_same_every_time(tmp_path):
+    assert len(MMLU_SUBJECTS) == 57 == len(set(MMLU_SUBJECTS))
+    sizes = {s: 100 + 37 * i for i, s in enumerate(MMLU_SUBJECTS)}  # uneven, like the real test set
+    write_mmlu_release(tmp_path, sizes)
     subset = task_data.load_mmlu_subset(tmp_path)
     assert len(subset) == 500
-    assert subset == task_data.load_mmlu_subset(tmp_path)
     counts = Counter(d["subject"] for d in subset)
-    assert set(counts) == set(sizes)
-    total = sum(sizes.values())
-    for subject, size in sizes.items():  # largest-remainder allocation is within one of proportional
-        assert abs(counts[subject] - (1 + 443 * (size - 1) / (total - 57))) < 1.0
-    assert subset != task_data.load_mmlu_subset(tmp_path, seed=task_data.MMLU_SUBSET_SEED + 1)
+    assert set(counts) == set(MMLU_SUBJECTS)
+    assert sorted(Counter(counts.values()).items()) == [(8, 13), (9, 44)]  # 13 x 8 + 44 x 9 = 500
+    assert subset == task_data.load_mmlu_subset(tmp_path)
+    assert len({d["question"] for d in subset}) == 500
+    # Not proportional to size: the largest subject (2,172 questions) gets at most one more than the smallest (100).
+    assert abs(counts[MMLU_SUBJECTS[-1]] - counts[MMLU_SUBJECTS[0]]) <= 1
+    other_seed = task_data.load_mmlu_subset(tmp_path, seed=task_data.MMLU_SUBSET_SEED + 1)
+    assert other_seed != subset
+    assert Counter(Counter(d["subject"] for d in other_seed).values()) == {9: 44, 8: 13}
 
 
-def test_stratified_sample_small_cases():
-    docs = [{"subject": s, "i": i} for i, s in enumerate("aaaaaaaabbc")]
-    picked = task_data.stratified_sample(docs, 4, seed=0)
-    assert Counter(d["subject"] for d in picked) == {"a": 2, "b": 1, "c": 1}
+def test_mmlu_500_items_do_not_depend_on_subject_order_or_other_subjects(tmp_path):
+    write_mmlu_release(tmp_path / "a", {s: 120 for s in MMLU_SUBJECTS})
+    subset = task_data.load_mmlu_subset(tmp_path / "a")
+    rows = task_data.load_docs("mmlu", "test", tmp_path / "a")
+    shuffled = tmp_path / "b" / "mmlu"
+    shuffled.mkdir(parents=True)
+    # Another subject order, each subject's questions in release order (stable sort).
+    reordered = sorted(rows, key=lambda r: r["subject"][::-1])
+    assert [r["subject"] for r in reordered] != [r["subject"] for r in rows]
+    (shuffled / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reordered), encoding="utf-8")
+
+    def key(doc: dict) -> tuple[str, str]:
+        return doc["subject"], doc["question"]
+
+    assert sorted(task_data.load_mmlu_subset(tmp_path / "b"), key=key) == sorted(subset, key=key)
+    # Within a subject the draw depends on that subject's questions only.
+    anatomy = [d for d in subset if d["subject"] == "anatomy"]
+    grown = task_data.balanced_sample(rows + [{**rows[0], "subject": "virology", "question": "extra"}], 500)
+    assert [d for d in grown if d["subject"] == "anatomy"] == anatomy
+
+
+def test_balanced_sample_small_cases():
+    docs = [{"subject": s, "i": i} for i, s in enumerate("aaaaaaaabbbcc")]
+    for seed in range(5):
+        picked = task_data.balanced_sample(docs, 5, seed=seed)
+        assert sorted(Counter(d["subject"] for d in picked).values()) == [1, 2, 2]  # 5 = 3 x 1 + 2 extra
     assert [d["i"] for d in picked] == sorted(d["i"] for d in picked)  # input order kept
-    assert task_data.stratified_sample(docs, 50) == docs
+    assert task_data.balanced_sample(docs, 50) == docs
     with pytest.raises(ValueError, match="cannot cover 3"):
-        task_data.stratified_sample(docs, 2)
+        task_data.balanced_sample(docs, 2)
+    with pytest.raises(ValueError, match="fewer docs than their share"):
+        task_data.balanced_sample(docs, 9)  # 3 each, but c has two
 
 
 def test_mmlu_bad_rows_and_ambiguous_files(tmp_path):

@@ -17,7 +17,9 @@ from lm_eval.tasks import TaskManager  # noqa: E402
 
 GENERATION_TASKS = {"gsm8k_dllm": "gsm8k", "spider_exec": "spider", "nlrx_synth": "nlrx", "django_code": "django"}
 EVAL_SIZES = {"gsm8k_dllm": 1319, "spider_exec": 972, "nlrx_synth": 2500, "django_code": 1805}
-MAX_GEN_TOKS = {"gsm8k_dllm": 256, "spider_exec": 512, "nlrx_synth": 64, "django_code": 128}
+# Paper, A.10: GSM8K 256, Django and NL-RX 512; Spider 512 is our choice (the paper gives none).
+MAX_GEN_TOKS = {"gsm8k_dllm": 256, "spider_exec": 512, "nlrx_synth": 512, "django_code": 512}
+RAW_TASKS = ("spider_exec", "nlrx_synth", "django_code")  # generate to end of text; the metric cleans
 # The first line of each example: splitting a k-shot prompt before these recovers the examples.
 EXAMPLE_START = {"gsm8k": "Question: ", "spider": "Database: ", "nlrx": "Description: ", "django": "Pseudo-code: "}
 
@@ -62,6 +64,65 @@ def test_every_generation_task_builds_with_its_config(built):
         assert task.config.fewshot_delimiter == prompts.FEWSHOT_DELIMITER
     assert built["gsm8k_dllm"].config.generation_kwargs["until"] == ["Question:", "</s>", "<|im_end|>"]
     assert [f.name for f in built["gsm8k_dllm"]._filters] == ["strict-match", "flexible-extract"]
+
+
+def _resolved_tasks(task_manager, names: list[str]) -> dict:
+    """{task name: task} as `lm_eval.evaluator` resolves them (get_task_dict), groups flattened."""
+    from lm_eval.tasks import get_task_dict
+
+    out = {}
+
+    def walk(tree: dict) -> None:
+        for value in tree.values():
+            if isinstance(value, dict):
+                walk(value)
+            else:
+                out[value.config.task] = value
+
+    walk(get_task_dict(names, task_manager))
+    return out
+
+
+def test_resolved_configs_generate_raw_to_end_of_text(task_manager):
+    resolved = _resolved_tasks(task_manager, ["dllm_jepa", "dllm_jepa_0shot"])
+    assert set(resolved) == set(GENERATION_TASKS) | {f"{n}_0shot" for n in GENERATION_TASKS}
+    for name, task in resolved.items():
+        base = name.removesuffix("_0shot")
+        kwargs = task.config.generation_kwargs
+        assert kwargs["max_gen_toks"] == MAX_GEN_TOKS[base], name
+        assert kwargs["max_gen_toks"] % 128 == 0  # a whole number of 128-token blocks: no rounding warning
+        if base in RAW_TASKS:
+            assert kwargs["until"] == [], (name, kwargs["until"])
+        # Nothing that could cut a generation at a newline before the metric sees it.
+        assert not any("\n" in stop for stop in kwargs["until"]), (name, kwargs["until"])
+    versions = {name: task.config.metadata["version"] for name, task in resolved.items()}
+    assert {versions[n] for n in RAW_TASKS} == {2.0}  # metric meaning changed in 2.0
+    assert versions["gsm8k_dllm"] == 1.0
+
+
+def test_lm_eval_defaults_until_to_the_fewshot_delimiter_when_the_key_is_missing():
+    """Why the YAMLs write `until: []`: without the key lm-eval 0.4.13 stops every generation at "\n\n"."""
+    from lm_eval.api.task import TaskConfig
+
+    missing = TaskConfig(task="t", output_type="generate_until", fewshot_delimiter="\n\n",
+                         generation_kwargs={"max_gen_toks": 512})
+    explicit = TaskConfig(task="t", output_type="generate_until", fewshot_delimiter="\n\n",
+                          generation_kwargs={"until": [], "max_gen_toks": 512})
+    assert missing.generation_kwargs["until"] == ["\n\n"]
+    assert explicit.generation_kwargs["until"] == []
+
+
+def test_zero_shot_variants_prompt_exactly_as_the_trainer_trains(task_manager):
+    loaded = task_manager.load(["dllm_jepa_0shot"])
+    assert set(loaded["groups"]) == {"dllm_jepa_0shot"}
+    for name, task_key in GENERATION_TASKS.items():
+        task = loaded["tasks"][f"{name}_0shot"]
+        assert task.config.num_fewshot == 0
+        assert len(task.eval_docs) == EVAL_SIZES[name]
+        for doc in list(task.eval_docs)[:3]:
+            prompt, response = prompts.training_pair(task_key, doc)
+            assert task.fewshot_context(doc, num_fewshot=task.config.num_fewshot) == prompt
+            assert task.config.target_delimiter + task.doc_to_target(doc) == response
 
 
 def _split_examples(prompt: str, start: str) -> list[str]:
@@ -168,13 +229,19 @@ def _nlrx_output(i: int, doc: dict) -> str:
 
 
 def _django_output(i: int, doc: dict) -> str:
-    return [doc["code"], doc["code"] + " trailing junk", "zzz_not_code_at_all", "  " + doc["code"] + "  "][i]
+    return [doc["code"], doc["code"] + "\nreturn x", "zzz_not_code_at_all", "  " + doc["code"] + "\n"][i]
 
 
 EXPECTED = {
     "gsm8k_dllm": (_gsm8k_output, {"exact_match,strict-match": 0.25, "exact_match,flexible-extract": 0.75}),
-    "spider_exec": (_spider_output, {"exec_match,none": 0.5, "exact_match,none": 0.5, "exec_error,none": 0.25}),
-    "nlrx_synth": (_nlrx_output, {"exact_match,none": 0.25, "func_match,none": 0.5, "dfa_match,none": 0.5}),
+    "spider_exec": (
+        _spider_output,
+        {"exec_match,none": 0.5, "exec_match_raw,none": 0.25, "exact_match,none": 0.5, "exec_error,none": 0.25},
+    ),
+    "nlrx_synth": (
+        _nlrx_output,
+        {"exact_match,none": 0.25, "func_match,none": 0.5, "dfa_match,none": 0.5, "stop_artifact,none": 0.25},
+    ),
     "django_code": (
         _django_output,
         {"exact_match,none": 0.5, "ws_prefix_match,none": 0.75, "stop_artifact,none": 0.25, "content_error,none": 0.25},
@@ -189,6 +256,69 @@ def test_process_results_on_hand_made_outputs(task_manager, name):
     metrics = out["results"][name]
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(value), (name, key, metrics)
+
+
+def test_num_fewshot_0_on_the_4_shot_tasks_prompts_with_the_training_prompt(task_manager):
+    lm = ScriptedLM(respond=lambda i, doc: "x")
+    out = lm_eval.simple_evaluate(model=lm, tasks=["dllm_jepa"], num_fewshot=0, limit=2,
+                                  task_manager=task_manager, log_samples=True)
+    assert {name: out["n-shot"][name] for name in GENERATION_TASKS} == {name: 0 for name in GENERATION_TASKS}
+    for name, task_key in GENERATION_TASKS.items():
+        docs = {s["doc_id"]: s["doc"] for s in out["samples"][name]}
+        assert {prompts.training_pair(task_key, doc)[0] for doc in docs.values()} <= set(lm.contexts)
+    assert len(lm.contexts) == 2 * len(GENERATION_TASKS)
+
+
+def test_django_process_results_is_the_papers_partition(task_manager):
+    task = _resolved_tasks(task_manager, ["django_code"])["django_code"]
+    golds = [doc["code"] for doc in task.eval_docs if " " in doc["code"]][:20]
+    assert len(golds) == 20
+    for gold in golds:
+        cases = {
+            gold: (1, 1, 0, 0),  # (exact_match, ws_prefix_match, stop_artifact, content_error)
+            gold + "\n" + "return self . value": (0, 1, 1, 0),  # Table 5: correct code + trailing tokens
+            gold.replace(" ", "  "): (0, 1, 1, 0),  # whitespace-only difference: documented as stop_artifact
+            "zzz_wrong = 1": (0, 0, 0, 1),
+        }
+        for output, (exact, prefix, stop, content) in cases.items():
+            scores = task.process_results(task.eval_docs[0] | {"code": gold}, [output])
+            assert scores == {"exact_match": exact, "ws_prefix_match": prefix, "stop_artifact": stop,
+                              "content_error": content}, (gold, output, scores)
+            assert scores["exact_match"] + scores["stop_artifact"] + scores["content_error"] == 1
+            assert scores["exact_match"] + scores["stop_artifact"] == scores["ws_prefix_match"]
+
+
+def test_spider_process_results_cleans_for_exec_match_only(task_manager):
+    task = _resolved_tasks(task_manager, ["spider_exec"])["spider_exec"]
+    for doc in list(task.eval_docs)[:10]:
+        gold = doc["query"]
+        assert ";" not in gold
+        assert task.process_results(doc, [gold]) == {
+            "exec_match": 1.0, "exec_match_raw": 1.0, "exact_match": 1.0, "exec_error": 0.0}
+        for output in (
+            gold + "; DROP TABLE x",
+            gold + ";\nThis query counts the rows asked for.",
+            gold + "\n\nDatabase: x\nQuestion: y",  # a 4-shot base model starting the next example
+        ):
+            scores = task.process_results(doc, [output])
+            assert scores == {"exec_match": 1.0, "exec_match_raw": 0.0, "exact_match": 1.0, "exec_error": 0.0}, (
+                output, scores)
+
+
+def test_nlrx_stop_artifact_is_a_correct_first_line_with_more_after(task_manager):
+    task = _resolved_tasks(task_manager, ["nlrx_synth"])["nlrx_synth"]
+    doc = task.eval_docs[0]
+    gold = doc["regex"]
+    cases = {  # output: (exact_match, dfa_match, stop_artifact)
+        gold: (1, 1, 0),
+        f"  {gold}  \n\n": (1, 1, 0),  # surrounding whitespace is not trailing text
+        f"{gold}\nDescription: lines with a vowel": (1, 1, 1),
+        f"({gold})\n(": (0, 1, 1),  # same language, other spelling, then more text
+        f"~({gold})\n{gold}": (0, 0, 0),  # wrong first line: a content error, not a stop artifact
+    }
+    for output, (exact, dfa, stop) in cases.items():
+        scores = task.process_results(doc, [output])
+        assert (scores["exact_match"], scores["dfa_match"], scores["stop_artifact"]) == (exact, dfa, stop), output
 
 
 # ------------------------------------------------------------------------------------------- MMLU
@@ -217,6 +347,20 @@ def test_mmlu_500_from_a_local_file(mmlu_manager):
     assert perfect["results"]["mmlu_500"]["acc,none"] == 1.0
     always_a = _evaluate(ScriptedLM(choose=lambda d: "A"), mmlu_manager, "mmlu_500", limit=None)
     assert always_a["results"]["mmlu_500"]["acc,none"] == pytest.approx(0.25)
+
+
+def test_mmlu_500_task_on_57_generated_subjects_in_the_release_layout(tmp_path):
+    from collections import Counter
+
+    from test_prompts_data import MMLU_SUBJECTS, write_mmlu_release
+
+    write_mmlu_release(tmp_path, {s: 100 + i for i, s in enumerate(MMLU_SUBJECTS)})
+    manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"data_dir": str(tmp_path)})
+    task = manager.load(["mmlu_500"])["tasks"]["mmlu_500"]
+    assert task.config.metadata["version"] == 2.0
+    docs = list(task.eval_docs)
+    assert len(docs) == 500 and docs == task_data.load_mmlu_subset(tmp_path)
+    assert sorted(Counter(Counter(d["subject"] for d in docs).values()).items()) == [(8, 13), (9, 44)]
 
 
 # ------------------------------------------------------------------------------------- end to end

@@ -68,18 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     collapse.add_argument("--checkpoint", required=True, help="a trainer export, e.g. runs/jepa_s42/final")
     collapse.add_argument("--config", default=None, help="run config (default: <checkpoint>/../config.yaml)")
     collapse.add_argument("--t-context", default=None,
-                          help="t_L: number or lo,hi (default: the run's diffusion.t_context)")
-    collapse.add_argument("--t-target", default=None, help="t_H: number or lo,hi (default: the run's jepa.t_target)")
-    collapse.add_argument("--text-file", default=None, help="held-out documents, one per line (default: the "
-                          "run's data source, held-out split)")
-    collapse.add_argument("--split", default=None, help="split of the run's data source (default: first non-train)")
-    collapse.add_argument("--data-dir", default=None, help="task data root (default: as in the run config)")
-    collapse.add_argument("--num-samples", type=int, default=100, help="held-out rows")
+                          help="t_L: number or lo,hi (default: the run's diffusion.t_context; 0.2 without a run config)")
+    collapse.add_argument("--t-target", default=None,
+                          help="t_H: number or lo,hi (default: the run's jepa.t_target; 0.7 without a run config)")
+    collapse.add_argument("--data", default="wikitext", choices=("wikitext", "run"),
+                          help="documents: Wikitext-103 validation (A.7) or the run's data source, held-out split")
+    collapse.add_argument("--text-file", default=None,
+                          help="documents, one per line, in place of Wikitext-103 (offline)")
+    collapse.add_argument("--split", default=None, help="--data run: split (default: first non-train)")
+    collapse.add_argument("--data-dir", default=None, help="--data run: task data root (default: as in the run config)")
+    collapse.add_argument("--num-samples", type=int, default=100, help="documents (A.7: 100)")
     collapse.add_argument("--num-pairs", type=int, default=5000, help="random pairs for the cosine diversity")
     collapse.add_argument("--seed", type=int, default=None, help="row choice and views (default: the run's run.seed)")
     collapse.add_argument("--max-length", type=int, default=None, help="default: the run's data.max_length")
-    collapse.add_argument("--target", default="auto", choices=("auto", "ema", "online"),
-                          help="weights for z_H: ema (<checkpoint>/jepa/ema.safetensors), online, or auto")
+    collapse.add_argument("--target", default="online", choices=("online", "ema"),
+                          help="weights for z_H: online (the checkpoint's, A.7) or ema (<checkpoint>/jepa/ema.safetensors)")
     _model_options(collapse)
     collapse.add_argument("--out", default="collapse.json", help="JSON output path")
 
@@ -119,7 +122,7 @@ def run_command(args: argparse.Namespace) -> str:
         from dllm_jepa_train.analysis.collapse import CollapseSettings, format_collapse, run_collapse
 
         settings = CollapseSettings(config=args.config, t_context=args.t_context, t_target=args.t_target,
-                                    text_file=args.text_file, split=args.split, data_dir=args.data_dir,
+                                    data=args.data, text_file=args.text_file, split=args.split, data_dir=args.data_dir,
                                     num_samples=args.num_samples, num_pairs=args.num_pairs, seed=args.seed,
                                     max_length=args.max_length, batch_size=args.batch_size, target=args.target,
                                     dtype=args.dtype, device=args.device)

@@ -1,18 +1,21 @@
 """Collapse diagnostics of a checkpoint's pooled embeddings z_L (context view) and z_H (target view).
 
-Uses the trainer's own pieces, so the numbers mean what the training log's `collapse` entries mean:
-rows from `dllm_jepa_train.data` (held-out split of the run's data source, or --text-file), views drawn
-by its `DiffusionCollator` at the run's t_L (`diffusion.t_context`) and t_H (`jepa.t_target`), pooling
-by `objectives.pool_embeddings` of the last hidden state over visible tokens, and
-`objectives.collapse_stats` (per-dimension std, effective rank (sum s)^2 / sum s^2, cosine diversity
-1 - mean |cos| over random pairs).
+The protocol of the paper's A.7 (Table 13) by default: the online model (the checkpoint's own weights)
+encodes both views of the first 100 Wikitext-103 validation paragraphs (`--text-file` gives the
+documents offline, one per line), so base, baseline and JEPA checkpoints are measured alike. `--target ema`
+takes z_H from the EMA target saved in <checkpoint>/jepa/ema.safetensors instead (what the trainer's
+own `collapse` log entries use); `--data run` takes the documents from the run's data source, held-out
+split (gsm8k: test; spider/nlrx/django: validation), instead of Wikitext.
 
-z_L comes from the checkpoint's weights (the online model). z_H comes from the EMA target saved in
-<checkpoint>/jepa/ema.safetensors when there is one (--target auto|ema), else from the checkpoint itself
-(--target online; a baseline run has no EMA). The held-out split is the first non-train split of a task
-source (gsm8k: test, spider/nlrx/django: validation) or text/valid.txt of a text source. N rows are
-drawn without replacement by a generator seeded with --seed, and their views from the trainer's
-per-row generators with the same seed.
+Uses the trainer's own pieces, so the numbers mean what the training log's entries mean: rows from
+`dllm_jepa_train.data` (a document is a prompt-less row, its first token kept as context for shifted
+logits as in training), views drawn by its `DiffusionCollator` at t_L / t_H, pooling by
+`objectives.pool_embeddings` of the last hidden state over visible tokens, and
+`objectives.collapse_stats` (per-dimension std, effective rank (sum s)^2 / sum s^2, cosine diversity
+1 - mean |cos| over random pairs). t_L / t_H are the run config's (`diffusion.t_context`,
+`jepa.t_target`) unless given; a checkpoint without a run config (a base model) uses A.7's 0.2 / 0.7
+unless given. Rows are chosen by a generator seeded with --seed (all of them when there are at most
+--num-samples), and their views by the trainer's per-row generators with the same seed.
 
 Smallest CPU run (a run directory written by the trainer):
 
@@ -33,15 +36,18 @@ import torch
 from tqdm import tqdm
 
 from dllm_jepa_train.analysis import AnalysisError
-from dllm_jepa_train.analysis.common import checkpoint_label, find_run_config, load_model, release
+from dllm_jepa_train.analysis.common import checkpoint_label, find_run_config, load_documents, load_model, release
 from dllm_jepa_train.config import ConfigError, DataConfig, DiffusionConfig, JepaConfig, t_range
 from dllm_jepa_train.data import DiffusionCollator, load_examples, tokenize_examples
 from dllm_jepa_train.objectives import collapse_stats, pool_embeddings
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("auto", "ema", "online")
+TARGETS = ("online", "ema")
+DATA_SOURCES = ("wikitext", "run")
 EMA_FILE = Path("jepa") / "ema.safetensors"
+# A.7's mask rates (the paper's recipe), for a checkpoint without a run config (a base model).
+BASE_T_CONTEXT, BASE_T_TARGET = 0.2, 0.7
 
 
 @dataclass
@@ -49,17 +55,18 @@ class CollapseSettings:
     """Command-line choices of `collapse`; None means "from the run config"."""
 
     config: str | None = None  # run config; None: <checkpoint>/../config.yaml
-    t_context: str | None = None  # t_L: a number or "lo,hi"; None: diffusion.t_context of the run config
-    t_target: str | None = None  # t_H: a number or "lo,hi"; None: jepa.t_target of the run config
-    text_file: str | None = None  # held-out documents, one per line; None: the run's data source, held-out split
-    split: str | None = None  # split of the run's data source; None: its first non-train split
-    data_dir: str | None = None  # task data root; None: as the run had it
-    num_samples: int = 100  # held-out rows
+    t_context: str | None = None  # t_L: a number or "lo,hi"; None: the run config's, else 0.2 (A.7)
+    t_target: str | None = None  # t_H: a number or "lo,hi"; None: the run config's, else 0.7 (A.7)
+    data: str = "wikitext"  # wikitext: Wikitext-103 validation or --text-file (A.7) | run: the run's data source
+    text_file: str | None = None  # documents, one per line, in place of Wikitext-103 (offline)
+    split: str | None = None  # --data run: split of the run's data source; None: its first non-train split
+    data_dir: str | None = None  # --data run: task data root; None: as the run had it
+    num_samples: int = 100  # documents (A.7: 100)
     num_pairs: int = 5000  # random pairs for the cosine diversity
     seed: int | None = None  # row choice and views; None: run.seed of the run config (0 without one)
     max_length: int | None = None  # None: data.max_length of the run config (else 512)
     batch_size: int = 8  # rows per forward
-    target: str = "auto"  # auto: EMA weights when the checkpoint has them, else online | ema | online
+    target: str = "online"  # online: z_H from the checkpoint's weights too (A.7) | ema: from jepa/ema.safetensors
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
     device: str | None = None  # None: cuda if available, else cpu
 
@@ -114,20 +121,13 @@ def heldout_split(source: str) -> str:
 def heldout_examples(
     settings: CollapseSettings, run_cfg: dict | None, cfg_path: Path | None, tokenizer: Any
 ) -> tuple[list, str]:
-    """(prompt, response, has_specials) examples of the held-out data and a description of the source."""
-    if settings.text_file:
-        if not Path(settings.text_file).is_file():
-            raise AnalysisError(f"text file {settings.text_file} does not exist")
-        examples = load_examples(DataConfig(source="text", path=settings.text_file), tokenizer, None)
-        if not examples:
-            raise AnalysisError(f"text file {settings.text_file} has no non-empty lines")
-        return examples, str(Path(settings.text_file).resolve())
+    """(prompt, response, has_specials) examples of the run's held-out data and a description of the source."""
     if run_cfg is None or cfg_path is None:
-        raise AnalysisError("no run config found beside the checkpoint: pass --config or --text-file")
+        raise AnalysisError("--data run: no run config found beside the checkpoint; pass --config")
     data = data_config(run_cfg.get("data", {}), cfg_path)
     if data.source == "jsonl" or (data.source == "text" and data.path):
         raise AnalysisError(f"run config {cfg_path}: data source {data.source} ({data.path}) has no held-out "
-                            "split; pass --text-file with held-out documents")
+                            "split; use --data wikitext (or --text-file with held-out documents)")
     split = settings.split or heldout_split(data.source)
     if settings.data_dir:
         data_dir: Path | None = Path(settings.data_dir)
@@ -181,6 +181,10 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
     """z_L and z_H collapse statistics of `checkpoint` on held-out rows; the JSON-ready result."""
     if settings.target not in TARGETS:
         raise AnalysisError(f"--target {settings.target!r} is not one of {', '.join(TARGETS)}")
+    if settings.data not in DATA_SOURCES:
+        raise AnalysisError(f"--data {settings.data!r} is not one of {', '.join(DATA_SOURCES)}")
+    if settings.data == "run" and settings.text_file:
+        raise AnalysisError("--text-file replaces Wikitext-103 (--data wikitext); it cannot be used with --data run")
     if settings.num_samples < 2:
         raise AnalysisError(f"--num-samples must be >= 2 (statistics over pairs), got {settings.num_samples}")
     cfg_path = Path(settings.config) if settings.config else find_run_config(checkpoint)
@@ -188,11 +192,10 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
         raise AnalysisError(f"run config {cfg_path} does not exist")
     run_cfg = read_run_config(cfg_path) if cfg_path else None
     sections = run_cfg or {}
-    # Without a run config, the trainer's defaults would be a guess about how the run was trained.
-    if run_cfg is None and (settings.t_context is None or settings.t_target is None):
-        raise AnalysisError(f"no run config beside {checkpoint}: pass --config, or --t-context and --t-target")
     run_t_context = sections.get("diffusion", {}).get("t_context", DiffusionConfig().t_context)
     run_t_target = sections.get("jepa", {}).get("t_target", JepaConfig().t_target)
+    if run_cfg is None:  # a base checkpoint: A.7's rates unless given
+        run_t_context, run_t_target = BASE_T_CONTEXT, BASE_T_TARGET
     t_context = parse_rate(settings.t_context if settings.t_context is not None else run_t_context, "t_context")
     t_target = parse_rate(settings.t_target if settings.t_target is not None else run_t_target, "t_target")
     seed = settings.seed if settings.seed is not None else int(sections.get("run", {}).get("seed", 0))
@@ -202,18 +205,17 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
 
     ema_path = Path(checkpoint) / EMA_FILE
     target = settings.target
-    if target == "auto":
-        target = "ema" if ema_path.is_file() else "online"
-        if target == "online":
-            log.warning("%s has no %s (a baseline run?): z_H comes from the checkpoint's own weights",
-                        checkpoint, EMA_FILE)
-    elif target == "ema" and not ema_path.is_file():
-        raise AnalysisError(f"--target ema: {ema_path} does not exist")
+    if target == "ema" and not ema_path.is_file():
+        raise AnalysisError(f"--target ema: {ema_path} does not exist (a baseline run or a base model has no EMA)")
 
     backbone = load_model(checkpoint, settings.dtype, settings.device)
     spec = backbone.spec
-    examples, source = heldout_examples(settings, run_cfg, cfg_path, backbone.tokenizer)
-    rows = tokenize_examples(examples, backbone.tokenizer, spec.eos_id, max_length).rows
+    if settings.data == "run":
+        examples, source = heldout_examples(settings, run_cfg, cfg_path, backbone.tokenizer)
+    else:
+        docs, source = load_documents(settings.text_file, settings.num_samples)
+        examples = [("", doc, False) for doc in docs]  # a document is a prompt-less row, as text-source training
+    rows = tokenize_examples(examples, backbone.tokenizer, spec.eos_id, max_length, spec.shift_logits).rows
     if len(rows) < 2:
         raise AnalysisError(f"{source}: fewer than two usable rows after tokenization")
     chosen = sorted(random.Random(seed).sample(range(len(rows)), min(settings.num_samples, len(rows))))
@@ -246,7 +248,7 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
 def format_collapse(result: dict) -> str:
     """A short human-readable table of a collapse result."""
     lines = [f"{result['checkpoint']} ({result['settings']['num_rows']} rows, D = {result['dim']}, "
-             f"z_H from {result['settings']['target']} weights)",
+             f"z_H from {result['settings']['target']} weights, {result['settings']['data_source']})",
              f"{'view':<10} {'per-dim std':>12} {'eff. rank':>10} {'cos div.':>9}"]
     for name, key in (("z_L", "z_context"), ("z_H", "z_target")):
         s = result[key]

@@ -3,7 +3,9 @@
 Every model sees the same documents with the same masks: document i is masked by a generator seeded
 by (seed, i), never by its batch, so the loss does not depend on --batch-size or on the model. Each
 document is tokenized without special tokens and truncated to its first --max-length tokens (the rest
-of a long document is not scored); exactly round(mask_rate * n) of its n tokens are masked.
+of a long document is not scored); exactly round(mask_rate * n) of its n maskable tokens are masked.
+Every token is maskable except, for a model with shifted logits (Dream: the logit at i predicts
+token i + 1), the first: no logit predicts position 0, and the one found there predicts token 1.
 
     loss = sum over documents of CE at masked positions / total masked positions   (divided once)
     delta = loss(fine-tune) - loss(base)                                           (> 0: forgetting)
@@ -52,15 +54,22 @@ class ProbeSettings:
     device: str | None = None  # None: cuda if available, else cpu
 
 
+def first_maskable(backbone) -> int:
+    """0, or 1 for a model with shifted logits (Dream), whose position 0 has no predicting logit."""
+    return int(backbone.spec.shift_logits)
+
+
 def num_masked(length: int, mask_rate: float) -> int:
     """Masked positions in a document of `length` tokens: round half up, at least one."""
     return max(1, min(length, math.floor(mask_rate * length + 0.5)))
 
 
-def document_mask(length: int, mask_rate: float, seed: int, index: int) -> torch.Tensor:
-    """(length,) bool mask of document `index`: a function of (seed, index) only."""
+def document_mask(length: int, mask_rate: float, seed: int, index: int, first: int = 0) -> torch.Tensor:
+    """(length,) bool mask of document `index` over positions first..length-1: a function of (seed, index)."""
+    if length <= first:
+        raise ValueError(f"a document of {length} tokens has no maskable position from {first} on")
     rng = np.random.default_rng([seed, index])
-    positions = rng.permutation(length)[: num_masked(length, mask_rate)]
+    positions = first + rng.permutation(length - first)[: num_masked(length - first, mask_rate)]
     is_masked = torch.zeros(length, dtype=torch.bool)
     is_masked[torch.from_numpy(positions)] = True
     return is_masked
@@ -97,12 +106,18 @@ def run_probe(base: str, finetunes: list[str], settings: ProbeSettings) -> dict:
     models: list[dict] = []
     rows: list[list[int]] | None = None
     masks: list[torch.Tensor] = []
+    first = 0
     for role, path in [("base", base)] + [("finetune", p) for p in finetunes]:
         backbone = load_model(path, settings.dtype, settings.device)
         if rows is None:
             # All checkpoints share the tokenizer (checked above), so the rows and masks are drawn once.
-            rows = [r for r in tokenize_documents(backbone.tokenizer, docs, settings.max_length, source) if r]
-            masks = [document_mask(len(r), settings.mask_rate, settings.seed, i) for i, r in enumerate(rows)]
+            first = first_maskable(backbone)
+            rows = [r for r in tokenize_documents(backbone.tokenizer, docs, settings.max_length, source)
+                    if len(r) > first]
+            masks = [document_mask(len(r), settings.mask_rate, settings.seed, i, first) for i, r in enumerate(rows)]
+        elif first_maskable(backbone) != first:
+            raise AnalysisError(f"{path} and {base} differ in whether logits are shifted (Dream): the same "
+                                "masks cannot be scored on both")
         ce_sum, count = masked_loss_sums(backbone, rows, masks, settings.batch_size, desc=f"probe {path}")
         loss = finite(ce_sum / count, f"probe loss of {path}")
         models.append({
@@ -120,7 +135,7 @@ def run_probe(base: str, finetunes: list[str], settings: ProbeSettings) -> dict:
         entry["delta"] = entry["loss"] - base_loss
     return {
         "command": "probe",
-        "settings": {**asdict(settings), "text_source": source},
+        "settings": {**asdict(settings), "text_source": source, "first_maskable": first},
         "base": models[0],
         "finetunes": models[1:],
     }

@@ -1,8 +1,9 @@
-"""Django code-generation metrics: whitespace- and tokenisation-insensitive match, and a stopping breakdown.
+"""Django code-generation metrics: strict exact match, token-wise prefix match, and the paper's stopping partition.
 
 The Django release stores each code line space-tokenised (`foo ( bar , 1 )`) with meaningless leading
-indentation, while a model may write `foo(bar, 1)`. Both sides are therefore cut into Python-like
-tokens and re-joined with single spaces (`ws_normalise`), so the two spellings compare equal:
+indentation, while a model may write `foo(bar, 1)`. The prefix match therefore cuts both sides into
+Python-like tokens (`code_tokens`; `ws_normalise` re-joins them with single spaces), so the two
+spellings compare equal:
 
 - a string literal (single, double or triple quoted, with r/b/u/f prefixes) is one token, kept verbatim
   (its inner spaces are content, not layout);
@@ -11,10 +12,21 @@ tokens and re-joined with single spaces (`ws_normalise`), so the two spellings c
   `>=`, `<>`, `<<`, `>>`, `+=`, `-=`, `*=`, `/=`, `%=`, `&=`, `|=`, `^=`, `@=`, `:=`) are one token each;
 - any other non-space character is a token by itself; whitespace only separates tokens.
 
-Outcomes partition: exactly one of exact_match, stop_artifact (the correct code, then trailing tokens),
-content_error (the prediction does not start with the gold tokens) is 1. ws_prefix_match is
-exact_match or stop_artifact. "Starts with" is token-wise, so `x = 10` does not start with `x = 1`.
-A missing output (None) counts as empty; a missing or empty gold is a data error and raises.
+The paper's partition of one generation (Table 5), computed on the raw output (the task generates
+until end of text, so trailing tokens stay in):
+
+- exact_match (strict): the output, surrounding whitespace stripped, equals the gold as released
+  (space-tokenised, surrounding whitespace stripped), character for character;
+- ws_prefix_match (Table 2): the output's tokens start with all of the gold's tokens ("correct code,
+  maybe followed by more"); token-wise, so `x = 10` does not start with `x = 1`;
+- stop_artifact: ws_prefix_match but not exact_match ("correct code + trailing tokens");
+- content_error: not ws_prefix_match.
+
+exact_match + stop_artifact + content_error = 1 for every output, and exact_match + stop_artifact =
+ws_prefix_match (the paper's "reasoning-correct total"). Because ws_prefix_match ignores layout,
+whitespace-only and tokenisation-only differences (`foo(bar)` for `foo ( bar )`, a doubled space) land in
+stop_artifact, not in exact_match. A missing output (None) counts as empty; a missing or empty gold is
+a data error and raises.
 """
 
 from __future__ import annotations
@@ -57,9 +69,14 @@ def _gold_tokens(gold: str) -> list[str]:
     return tokens
 
 
+def _gold_text(gold: str) -> str:
+    _gold_tokens(gold)  # the same validation as the token-wise metrics
+    return gold.strip()
+
+
 def exact_match(pred: str | None, gold: str) -> bool:
-    """Whether prediction and gold have the same tokens (equal after `ws_normalise`)."""
-    return code_tokens(pred) == _gold_tokens(gold)
+    """Strict exact match: `pred` with surrounding whitespace stripped equals the stripped gold, verbatim."""
+    return (pred or "").strip() == _gold_text(gold)
 
 
 def ws_prefix_match(pred: str | None, gold: str) -> bool:
@@ -68,12 +85,14 @@ def ws_prefix_match(pred: str | None, gold: str) -> bool:
     return code_tokens(pred)[: len(gold_tokens)] == gold_tokens
 
 
-def stop_breakdown(pred: str | None, gold: str) -> dict[str, int]:
-    """{"stop_artifact": 1 if correct code then trailing text, "content_error": 1 if not even a prefix match}."""
-    gold_tokens = _gold_tokens(gold)
-    pred_tokens = code_tokens(pred)
-    is_prefix = pred_tokens[: len(gold_tokens)] == gold_tokens
+def outcome(pred: str | None, gold: str) -> dict[str, int]:
+    """The paper's partition of one output: exact_match, stop_artifact, content_error (one of them is 1)
+    and ws_prefix_match (= exact_match + stop_artifact)."""
+    is_exact = exact_match(pred, gold)
+    is_prefix = ws_prefix_match(pred, gold)
     return {
-        "stop_artifact": int(is_prefix and len(pred_tokens) > len(gold_tokens)),
+        "exact_match": int(is_exact),
+        "ws_prefix_match": int(is_prefix),
+        "stop_artifact": int(is_prefix and not is_exact),
         "content_error": int(not is_prefix),
     }

@@ -15,7 +15,9 @@ as UTF-8 ignoring bad bytes, and are compared with ``result_eq`` semantics: rows
 only when the gold has ``ORDER BY``, column order never, values compared with Python ``==`` (exact floats,
 ``1 == 1.0``), two empty results always equal. Deviations from the official ``exec_eval.py``:
 
-- Both strings first go through ``clean_sql`` (fences, comments, ``;`` truncation, whitespace).
+- Both strings first go through ``clean_sql`` (fences; cut at the first ``;``, blank line or
+  ``Question:``/``Database:`` header; comments; whitespace). With ``clean=False`` the prediction is only
+  stripped of surrounding whitespace (the raw score: trailing text makes it fail).
 - Order matters only for a *top-level* ``ORDER BY`` in the gold (the official tests the substring
   ``'order by'`` anywhere, including subqueries and string literals).
 - Only the given database is used (the official also runs every ``*.sqlite`` beside it, which matters
@@ -133,6 +135,8 @@ _SEGMENT_RE = re.compile(
 # Language tag only when followed by a newline (or a bare `sql`), so "```SELECT 1```" keeps its SELECT.
 _FENCE_RE = re.compile(r"```(?:[\w+-]*[ \t]*\r?\n|(?:sqlite|sql)\b)?(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _WS_RE = re.compile(r"\s+")
+# Where a generation stops being the query: a blank line, or a line that starts the next example.
+_STOP_RE = re.compile(r"\n[ \t\r\f\v]*\n|(?:\A|(?<=\n))[ \t]*(?:Question|Database)[ \t]*:")
 _DISTINCT_RE = re.compile(r"\bdistinct\b", re.IGNORECASE)
 _CUR_YEAR_RE = re.compile(r"YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*", re.IGNORECASE)
 _ORDER_BY_OR_PAREN_RE = re.compile(r"[()]|\border\s+by\b", re.IGNORECASE)
@@ -146,7 +150,13 @@ def _segments(sql: str) -> Iterator[tuple[str, str]]:
 
 
 def clean_sql(text: str | None) -> str:
-    """Model output -> one SQL statement: first fenced block, comments dropped, cut at ';', spaces collapsed."""
+    """Model output -> one SQL statement (our reading of "standard Spider cleaning").
+
+    The first fenced block if there is one; then the text up to the first `;`, blank line or line that
+    starts a `Question:` / `Database:` header, whichever comes first (outside literals; a 4-shot model
+    continues with the next example after a blank line, and Spider golds have no `;`); comments
+    dropped, spaces collapsed outside literals.
+    """
     if text is None:
         return ""
     if not isinstance(text, str):
@@ -156,9 +166,17 @@ def clean_sql(text: str | None) -> str:
         text = fenced.group(1)
     parts: list[str] = []
     code: list[str] = []
+    offset = 0
     for kind, piece in _segments(text):
         if kind == "semicolon":
             break
+        if kind == "code":
+            # Searched in the whole text so that a header right after a literal still starts a line.
+            stop = _STOP_RE.search(text, offset, offset + len(piece))
+            if stop is not None:
+                code.append(piece[: stop.start() - offset])
+                break
+        offset += len(piece)
         if kind in ("code", "comment"):
             # A comment separates tokens like whitespace; collapsing whitespace would otherwise turn
             # a `--` line comment into a comment over the rest of the query.
@@ -389,9 +407,19 @@ def results_equal(gold: Sequence[tuple], pred: Sequence[tuple], order_matters: b
 
 
 def exec_match(
-    pred: str | None, gold: str, db_path: str | Path, *, timeout_s: float = 5.0, max_rows: int = 100_000
+    pred: str | None,
+    gold: str,
+    db_path: str | Path,
+    *,
+    timeout_s: float = 5.0,
+    max_rows: int = 100_000,
+    clean: bool = True,
 ) -> ExecResult:
-    """Execution match of `pred` against `gold` on `db_path` (Spider test-suite semantics, sandboxed)."""
+    """Execution match of `pred` against `gold` on `db_path` (Spider test-suite semantics, sandboxed).
+
+    `clean`: the prediction goes through `clean_sql` (the Table 2 metric); False runs it as written,
+    surrounding whitespace stripped (the raw score: `SELECT ...; more text` is two statements and fails).
+    """
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     if max_rows < 1:
@@ -410,7 +438,7 @@ def exec_match(
     deadline = time.monotonic() + timeout_s
     if pred is not None and not isinstance(pred, str):
         return ExecResult(False, f"python: TypeError: prediction is {type(pred).__name__}, not str")
-    pred_sql = _official_rewrites(clean_sql(pred))
+    pred_sql = _official_rewrites(clean_sql(pred) if clean else (pred or "").strip())
     if not pred_sql:
         return ExecResult(False, "empty")
     if _SELECT_START_RE.match(pred_sql) is None:

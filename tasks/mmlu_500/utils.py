@@ -14,7 +14,7 @@ TASK = "mmlu"
 
 
 def load_dataset(**metadata: Any):
-    """The stratified 500-question test subset as a DatasetDict (lm-eval passes the task metadata)."""
+    """MMLU-500 (8 or 9 questions per subject) as a DatasetDict (lm-eval passes the task metadata)."""
     return task_data.lm_eval_dataset(TASK, metadata)
 
 

@@ -36,11 +36,19 @@ def clean_prediction(output: str) -> str:
     return output.strip().split("\n", 1)[0].strip()
 
 
+def has_trailing_text(output: str) -> bool:
+    """Whether the stripped output goes on after its first line."""
+    return "\n" in output.strip()
+
+
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """exact_match, func_match (200 seeded strings) and dfa_match of the first output line."""
+    """exact_match, func_match (200 seeded strings) and dfa_match of the first output line, and
+    stop_artifact: the first line is dfa-correct and more text follows it (a raw score would fail it)."""
     pred, gold = clean_prediction(results[0]), doc["regex"]
+    is_dfa_match = regex.dfa_match(pred, gold)
     return {
         "exact_match": float(regex.exact_match(pred, gold)),
         "func_match": float(regex.func_match(pred, gold, num_strings=FUNC_MATCH_STRINGS, seed=FUNC_MATCH_SEED)),
-        "dfa_match": float(regex.dfa_match(pred, gold)),
+        "dfa_match": float(is_dfa_match),
+        "stop_artifact": float(is_dfa_match and has_trailing_text(results[0])),
     }

@@ -69,11 +69,16 @@ def _schema(db_path: str) -> dict[str, list[str]]:
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """exec_match and exact_match of the cleaned prediction, and exec_error (it failed to execute)."""
-    pred = sql.clean_sql(results[0])
-    executed = sql.exec_match(pred, doc["query"], doc["db_path"], timeout_s=EXEC_TIMEOUT_S, max_rows=EXEC_MAX_ROWS)
+    """exec_match (Table 2: the cleaned query; `sql.clean_sql`), exec_match_raw (the raw output, stripped),
+    exact_match of the cleaned query, and exec_error (the cleaned query failed to run)."""
+    raw, gold, db_path = results[0], doc["query"], doc["db_path"]
+    pred = sql.clean_sql(raw)
+    limits = {"timeout_s": EXEC_TIMEOUT_S, "max_rows": EXEC_MAX_ROWS}
+    executed = sql.exec_match(pred, gold, db_path, **limits)
+    executed_raw = sql.exec_match(raw, gold, db_path, clean=False, **limits)
     return {
         "exec_match": float(executed.match),
-        "exact_match": float(sql.exact_match(pred, doc["query"], _schema(doc["db_path"]))),
+        "exec_match_raw": float(executed_raw.match),
+        "exact_match": float(sql.exact_match(pred, gold, _schema(db_path))),
         "exec_error": float(executed.error is not None),
     }
