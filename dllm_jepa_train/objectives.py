@@ -16,7 +16,7 @@ import hashlib
 import torch
 from torch.nn import functional as F
 
-LOSS_NORMS = ("masked_mean", "llada")
+from dllm_jepa_train.config import LOSS_NORMS
 
 
 def row_generator(seed: int, epoch: int, index: int) -> torch.Generator:

@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 
 from dllm_jepa_train import checkpoint as ckpt
-from dllm_jepa_train.config import TrainConfig, deepspeed_config, save_config, t_range
+from dllm_jepa_train.config import TrainConfig, deepspeed_config, resolve_batch, save_config, t_range
 from dllm_jepa_train.data import DiffusionCollator, StepPlan, load_examples, tokenize_examples
 from dllm_jepa_train.jepa import EmaTarget, OnlineModel, Predictor, backbone_heads, backbone_width
 from dllm_jepa_train.objectives import collapse_stats, diffusion_denominator, diffusion_loss, jepa_loss
@@ -640,6 +640,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     from lm_eval_diffusion.backbone import load_backbone
 
     dist_info = init_distributed(cfg.run.engine)
+    resolve_batch(cfg, dist_info.world_size)  # main.py did this from WORLD_SIZE; the process group is the truth
     output_dir = Path(cfg.run.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(output_dir, dist_info.rank)
@@ -684,6 +685,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     rows = data.rows[: cfg.data.max_rows] if cfg.data.max_rows else data.rows
     log.info("data %s/%s: %d rows (%d truncated to %d tokens, %d dropped: prompt too long)", cfg.data.source,
              cfg.data.split, len(rows), data.num_truncated, cfg.data.max_length, data.num_dropped)
+    log.info("batch: %d rank(s) x micro-batch %d x accumulation %d = %d rows per optimizer step%s",
+             dist_info.world_size, cfg.optim.micro_batch_size, cfg.optim.grad_accum,
+             dist_info.world_size * cfg.optim.micro_batch_size * cfg.optim.grad_accum,
+             " (optim.global_batch_size)" if cfg.optim.global_batch_size else "")
     log.info("model %s: family %s, mask id %d, EOS %d, %s", pretrained, bb.spec.family, bb.spec.mask_id,
              bb.spec.eos_id, f"JEPA lambda={cfg.jepa.lambda_:g}" if cfg.jepa.lambda_ > 0 else "baseline (lambda=0)")
     return Trainer(cfg, bb.model, bb.tokenizer, bb.spec, rows, dist_info, pretrained, device)
