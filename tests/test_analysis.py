@@ -200,6 +200,7 @@ def test_run_identity_from_saved_config(tmp_path, tiny_checkpoints, lam, l2, met
     cell = dict(found.cell)
     assert cell["data.source"] == "gsm8k" and cell["diffusion.t_context"] == 0.2 and "run.seed" not in cell
     assert ("jepa.lambda" in dict(found.variant)) == (lam > 0)  # a baseline's jepa.* settings are moot
+    assert cell["optim.grad_accum"] == 2  # no global batch: the accumulation is part of the recipe
     (final.parent / "base").mkdir()  # a tiny run's generated base model is not the run's fine-tune
     assert run_identity(str(final.parent / "base")) is None
 
@@ -463,6 +464,7 @@ def test_compare_prints_a_grid_per_cell_with_best_cell_and_dev_selection(tmp_pat
             _results_file(dev_dir / f"l{lam}_k{k}_s{seed}" / "results_1.json", final, "gsm8k_dllm_dev", dev[lam, k])
     report = run_compare([str(eval_dir)], [], [], [], str(tmp_path / "out"))
     assert report["swept_keys"]["jepa"] == ["jepa.lambda", "jepa.predictor_depth"]
+    assert "optim.grad_accum" in dict(next(iter(report["runs"]))["cell_settings"])
     assert len(report["comparisons"]) == 4  # one per grid position, each against the one baseline
     assert {c["method"] for c in report["comparisons"]} == {f"jepa (λ={lam:g}, k={k})" for lam, k in scores}
     (grid,) = report["grids"]
@@ -504,3 +506,15 @@ def test_compare_keeps_cells_apart_and_flags_task_versions(tmp_path):
     assert len(report["comparisons"]) == 3 and report["grids"][0]["rows_key"] == "jepa.t_target"
     assert "gsm8k_dllm: version differs between runs: 1.0 (baseline s1, " in "\n".join(
         report["flags"]["mismatched_settings"])
+
+
+def test_runs_of_one_global_batch_config_on_different_world_sizes_share_a_cell():
+    from dllm_jepa_train.analysis.common import identity_from_config
+    from dllm_jepa_train.config import load_config, resolve_batch
+
+    path = PROJECT_ROOT / "dllm_jepa_train" / "configs" / "gsm8k_jepa.yaml"
+    on_two, on_eight = (identity_from_config(resolve_batch(load_config(path), n)) for n in (2, 8))
+    assert on_two.cell == on_eight.cell and on_two.variant == on_eight.variant
+    other_lr = identity_from_config(resolve_batch(load_config(path, ["--optim.lr", "2e-5"]), 8))
+    assert other_lr.cell != on_eight.cell
+    assert dict(on_eight.variant)["jepa.lambda"] == 2.0 and dict(on_eight.variant)["jepa.predictor_depth"] == 4
