@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lm_eval_diffusion import tasks_dir  # noqa: E402
 from lm_eval_diffusion.harness import DiffusionLM  # noqa: E402
 from lm_eval_diffusion.likelihood import elbo_mc  # noqa: E402
-from lm_eval_diffusion.tiny import DEFAULT_CORPUS, build_tiny_checkpoint, build_tokenizer  # noqa: E402
+from dllm_jepa_train.toy.models import DEFAULT_CORPUS, build_tiny_checkpoint, build_tokenizer  # noqa: E402
 
 NUM_SUBJECTS = 57
 QUESTIONS_PER_SUBJECT = 20

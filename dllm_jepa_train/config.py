@@ -1,7 +1,12 @@
-"""Typed training config: dataclass defaults, then a YAML file, then `--section.key value` overrides.
+"""Typed training config, the one owner of run configs: dataclass defaults, then YAML files (later ones
+override earlier ones), then `--section.key value` overrides.
 
-Every option is documented once, as the comment on its field below. `validate` is the one place that
-checks values; it names the bad key and the allowed values. `deepspeed_config` is the one builder of
+The trainer (`main.py`), the sweep (`sweep.py`) and every analysis command read configs through this
+module: `load_config` for a run about to start (validated), `read_run_config` for the `config.yaml` a
+finished run wrote (typed, not re-validated: its paths may not exist on this machine). Every option is
+documented once, as the `help` of its field (`main.py --help` prints them). `validate` is the one place
+that checks values; it names the bad key and the allowed values. `resolve_batch` derives the gradient
+accumulation from `optim.global_batch_size` and the world size; `deepspeed_config` is the one builder of
 the DeepSpeed JSON. Nothing here imports torch, so a bad config fails before any model loads.
 
     load_config("dllm_jepa_train/configs/tiny_jepa.yaml", ["--jepa.lambda", "0.5"])
@@ -12,113 +17,130 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import yaml
 
-TASKS = ("gsm8k", "spider", "nlrx", "django")  # = lm_eval_diffusion.task_data.TASKS (checked in tests)
+from lm_eval_diffusion import FAMILIES
+from lm_eval_diffusion.coerce import CoercionError, coerce
+from lm_eval_diffusion.task_data import SPLITS as TASK_SPLITS
+from lm_eval_diffusion.task_data import TASKS
+
+SPLITS = tuple(dict.fromkeys(s for task in TASKS for s in TASK_SPLITS[task]))  # train, validation, test
 DATA_SOURCES = TASKS + ("jsonl", "text")
-FAMILIES = ("auto", "llada", "dream", "generic")
-TINY_FAMILIES = ("llada", "dream", "generic")
-LOSS_NORMS = ("masked_mean", "llada")
+MODEL_FAMILIES = ("auto",) + FAMILIES
+LOSS_NORMS = ("masked_mean", "llada")  # objectives.diffusion_loss implements these
 ENGINES = ("deepspeed", "torch")
 PRECISIONS = ("bf16", "fp32")
-SPLITS = ("train", "validation", "test")
+ZERO_STAGES = (0, 1, 2)
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:  # noqa: A002
+    """A config field; `help` is its one documentation, shown by `main.py --help`."""
+    return field(default=default, metadata={"help": help}, **kwargs)
 
 
 @dataclass
 class ModelConfig:
-    pretrained: str = ""  # local checkpoint dir or hub id; "" builds a tiny model on the fly (section `tiny`)
-    family: str = "auto"  # auto (from config.model_type) | llada | dream | generic
-    mask_id: int | None = None  # override the family's mask id (None: config `mask_token_id`, then tokenizer)
-    revision: str | None = None  # hub revision of `pretrained`
-    trust_remote_code: bool = True  # LLaDA and Dream ship their modeling code with the checkpoint
-    gradient_checkpointing: bool = True  # on the online model: HF switch, else the model's own (LLaDA)
+    pretrained: str = option("", "local checkpoint dir or hub id; \"\" builds a tiny model on the fly (section tiny)")
+    family: str = option("auto", "auto (from config.model_type) | llada | dream | generic")
+    mask_id: int | None = option(None, "override the family's mask id (None: config mask_token_id, then tokenizer)")
+    revision: str | None = option(None, "hub revision of model.pretrained")
+    trust_remote_code: bool = option(True, "LLaDA and Dream ship their modeling code with the checkpoint")
+    gradient_checkpointing: bool = option(True, "on the online model: HF switch, else the model's own (LLaDA)")
 
 
 @dataclass
 class TinyConfig:
-    family: str = "llada"  # llada | dream | generic: which tiny model `dllm_jepa_train.toy.models` builds
-    hidden_size: int = 64  # width of the tiny model
-    num_layers: int = 2  # transformer blocks of the tiny model
-    num_heads: int = 4  # attention heads of the tiny model
-    vocab_size: int = 512  # byte-level BPE vocabulary, trained on the generated data
-    seed: int = 0  # initialisation seed of the tiny model
+    family: str = option("llada", "llada | dream | generic: which tiny model dllm_jepa_train.toy.models builds")
+    hidden_size: int = option(64, "width of the tiny model")
+    num_layers: int = option(2, "transformer blocks of the tiny model")
+    num_heads: int = option(4, "attention heads of the tiny model")
+    vocab_size: int = option(512, "byte-level BPE vocabulary, trained on the generated data")
+    seed: int = option(0, "initialisation seed of the tiny model")
 
 
 @dataclass
 class DataConfig:
-    source: str = "gsm8k"  # gsm8k | spider | nlrx | django (task suite data) | jsonl | text (a file at `path`)
-    split: str = "train"  # task split: train | validation | test
-    data_dir: str = ""  # task data root in the shared/data layout; "" = $DLLM_JEPA_DATA, else the hub
-    spider_db_dir: str = ""  # Spider sqlite folder; "" = <data_dir>/spider/database
-    path: str = ""  # file for source jsonl (prompt/response or messages per line) or text (one document per line)
-    generate: bool = False  # write synthetic data (dllm_jepa_train.toy.synthetic) to <output_dir>/data and read it
-    generate_scale: float = 0.1  # size multiplier for the synthetic data
-    generate_seed: int = 0  # seed of the synthetic data
-    max_length: int = 512  # cap on prompt + response tokens; longer rows are truncated (and counted)
-    pad_to_max_length: bool = False  # pad every batch to max_length (fixed shapes); else to its longest row
-    use_attention_mask: bool = False  # False (LLaDA): the EOS fill is response, masked and scored; True: real padding
-    max_rows: int = 0  # use only the first N rows (0: all)
+    source: str = option("gsm8k", "gsm8k | spider | nlrx | django (task suite data) | jsonl | text (a file at data.path)")
+    split: str = option("train", "task split: train | validation | test")
+    data_dir: str = option("", "task data root in the shared/data layout; \"\" = $DLLM_JEPA_DATA, else the hub")
+    spider_db_dir: str = option("", "Spider sqlite folder; \"\" = <data_dir>/spider/database")
+    path: str = option("", "file for source jsonl (prompt/response or messages per line) or text (one document per line)")
+    generate: bool = option(False, "write synthetic data (dllm_jepa_train.toy.synthetic) to <output_dir>/data and read it")
+    generate_scale: float = option(0.1, "size multiplier for the synthetic data")
+    generate_seed: int = option(0, "seed of the synthetic data")
+    max_length: int = option(512, "cap on prompt + response tokens; longer rows are truncated (and counted)")
+    pad_to_max_length: bool = option(False, "pad every batch to max_length (fixed shapes); else to its longest row")
+    use_attention_mask: bool = option(False, "False (LLaDA): the EOS fill is response, masked and scored; True: real padding")
+    max_rows: int = option(0, "use only the first N rows (0: all)")
 
 
 @dataclass
 class DiffusionConfig:
-    t_context: Any = 0.2  # t_L, mask rate of the context view: a number, or [lo, hi] drawn per row
-    loss_norm: str = "masked_mean"  # masked_mean: mean CE over masked tokens (eq. 2) | llada: sum CE/t / answer length, mean over rows
+    t_context: Any = option(0.2, "t_L, mask rate of the context view: a number in (0, 1], or [lo, hi] drawn per row "
+                                 "(0 <= lo < hi <= 1; [0, 1] is eq. 2's t ~ U(0, 1))")
+    loss_norm: str = option("masked_mean", "masked_mean: mean CE over masked tokens (eq. 2) | llada: sum CE/t / "
+                                           "answer length, mean over rows")
 
 
 @dataclass
 class JepaConfig:
-    lambda_: float = 1.0  # YAML/CLI key `lambda`: weight of 1 - cos(pred, z_H); 0 = diffusion-only baseline
-    t_target: Any = 0.7  # t_H, mask rate of the target view: a number, or [lo, hi] drawn per row
-    predictor_depth: int = 2  # k transformer layers at backbone width on the pooled vector (paper: 1..5)
-    predictor_heads: int = 0  # attention heads of the predictor layers (0: the backbone's)
-    predictor_mlp_ratio: float = 4.0  # MLP width of the predictor layers / backbone width
-    ema_decay: float = 0.996  # target = decay * target + (1 - decay) * online, once per optimizer step
-    ema_shadow: bool = True  # bf16/fp16 compute: keep a compute-dtype copy of the fp32 EMA for its forward (+2 B/param); False casts per forward
-    collapse_every: int = 50  # log collapse diagnostics of z_L and z_H every N optimizer steps (0: never)
+    lambda_: float = option(1.0, "YAML/CLI key `lambda`: weight of 1 - cos(pred, z_H); 0 = diffusion-only baseline")
+    t_target: Any = option(0.7, "t_H, mask rate of the target view: a number, or [lo, hi] drawn per row; "
+                                "= diffusion.t_context gives symmetric views")
+    predictor_depth: int = option(2, "k transformer layers at backbone width on the pooled vector (paper: 1..5); "
+                                     "0 = identity predictor (no parameters: plain stop-gradient two-view cosine)")
+    predictor_heads: int = option(0, "attention heads of the predictor layers (0: the backbone's)")
+    predictor_mlp_ratio: float = option(4.0, "MLP width of the predictor layers / backbone width")
+    ema_decay: float = option(0.996, "target = decay * target + (1 - decay) * online, once per optimizer step")
+    ema_shadow: bool = option(True, "bf16/fp16 compute: keep a compute-dtype copy of the fp32 EMA for its forward "
+                                    "(+2 B/param); False casts per forward")
+    collapse_every: int = option(50, "log collapse diagnostics of z_L and z_H every N optimizer steps (0: never)")
+    collapse_window: int = option(64, "pooled vectors (gathered over ranks, rolling over steps) the collapse "
+                                      "diagnostics are computed on; >= 2")
 
 
 @dataclass
 class AnchorConfig:
-    l2_lambda: float = 0.0  # gradient-side L2-to-base anchor: the optimizer sees g + l2_lambda * (theta - theta_base)
+    l2_lambda: float = option(0.0, "gradient-side L2-to-base anchor: the optimizer sees g + l2_lambda * (theta - theta_base)")
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 1e-5  # peak learning rate (AdamW)
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
-    eps: float = 1e-8  # AdamW epsilon
-    weight_decay: float = 0.01  # decoupled weight decay; never on biases and norm weights (1-D params)
-    warmup_ratio: float = 0.05  # linear warmup over this fraction of the optimizer steps, then cosine to zero
-    grad_clip: float = 1.0  # clip the global gradient norm to this (0: no clipping)
-    micro_batch_size: int = 2  # rows per device per forward
-    grad_accum: int = 2  # micro-batches per optimizer step
-    epochs: int = 2  # passes over the data
-    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
+    lr: float = option(1e-5, "peak learning rate (AdamW)")
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
+    eps: float = option(1e-8, "AdamW epsilon")
+    weight_decay: float = option(0.01, "decoupled weight decay; never on biases and norm weights (1-D params)")
+    warmup_ratio: float = option(0.05, "linear warmup over this fraction of the optimizer steps, then cosine to zero")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (0: no clipping)")
+    micro_batch_size: int = option(2, "rows per device per forward")
+    grad_accum: int = option(2, "micro-batches per optimizer step; derived when optim.global_batch_size is set")
+    global_batch_size: int = option(0, "rows per optimizer step over all ranks (paper: 32); set: grad_accum = "
+                                       "global / (world size x micro_batch_size), which must divide; 0: use grad_accum")
+    epochs: int = option(2, "passes over the data")
+    max_steps: int = option(0, "stop after this many optimizer steps (0: run all epochs)")
 
 
 @dataclass
 class RunConfig:
-    output_dir: str = "runs/default"  # everything a run writes goes here
-    seed: int = 42  # seeds model init, sampler order and view draws (paper: 42, 123, 777)
-    engine: str = "deepspeed"  # deepspeed (ZeRO, any launcher or plain python) | torch (one process, no ZeRO)
-    precision: str = "bf16"  # bf16 (DeepSpeed bf16 / torch autocast) | fp32
-    zero_stage: int = 2  # DeepSpeed ZeRO stage 0, 1 or 2
-    deepspeed_config: str = ""  # JSON file merged over the generated DeepSpeed config (it wins)
-    save_every: int = 0  # resumable checkpoint every N optimizer steps (0: none)
-    save_total_limit: int = 2  # resumable checkpoints kept (oldest deleted first)
-    save_epochs: bool = False  # also export <output_dir>/epoch_<n>/ (HF checkpoint) after each epoch
-    resume: str = ""  # "" fresh start | auto (latest in <output_dir>/checkpoints, if any) | a step_<n> dir
-    log_every: int = 1  # log line every N optimizer steps (metrics.jsonl gets every step)
-    tensorboard: bool = False  # also write TensorBoard scalars to <output_dir>/tensorboard
-    debug_nan_at_step: int = 0  # testing: make the loss NaN at this optimizer step (0: off)
-    debug_sigkill_at_step: int = 0  # testing: SIGKILL this process mid-way through this optimizer step (0: off)
+    output_dir: str = option("runs/default", "everything a run writes goes here")
+    seed: int = option(42, "seeds model init, sampler order and view draws (paper: 42, 123, 777)")
+    engine: str = option("deepspeed", "deepspeed (ZeRO, any launcher or plain python) | torch (one process, no ZeRO)")
+    precision: str = option("bf16", "bf16 (DeepSpeed bf16 / torch autocast) | fp32")
+    zero_stage: int = option(2, "DeepSpeed ZeRO stage 0, 1 or 2")
+    deepspeed_config: str = option("", "JSON file merged over the generated DeepSpeed config (it wins)")
+    save_every: int = option(0, "resumable checkpoint every N optimizer steps (0: none)")
+    save_total_limit: int = option(2, "resumable checkpoints kept (oldest deleted first)")
+    save_epochs: bool = option(False, "also export <output_dir>/epoch_<n>/ (HF checkpoint) after each epoch")
+    resume: str = option("", "\"\" fresh start | auto (latest in <output_dir>/checkpoints, if any) | a step_<n> dir")
+    log_every: int = option(1, "log line every N optimizer steps (metrics.jsonl gets every step)")
+    tensorboard: bool = option(False, "also write TensorBoard scalars to <output_dir>/tensorboard")
+    debug_nan_at_step: int = option(0, "testing: make the loss NaN at this optimizer step (0: off)")
+    debug_sigkill_at_step: int = option(0, "testing: SIGKILL this process mid-way through this optimizer step (0: off)")
 
 
 @dataclass
@@ -151,54 +173,11 @@ def _section_fields(section: Any) -> dict[str, dataclasses.Field]:
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """`value` (from YAML or the command line) as the field's type, or ConfigError naming `key`."""
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0])
-    if hint is Any:
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(typing.get_args(hint)):
-            raise ConfigError(f"{key}: expected a list of {len(typing.get_args(hint))} numbers, got {value!r}")
-        return tuple(_coerce(v, t, key) for v, t in zip(value, typing.get_args(hint)))
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        try:
-            return int(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
-    if hint is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        try:
-            return float(value)  # YAML reads `1e-5` (no dot) as a string; float() accepts it
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-    if hint is str:
-        if value is None or isinstance(value, (dict, list)):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return str(value)
-    raise TypeError(f"unsupported config type {hint!r} for {key}")
+    """`value` as the field's type (the coercion shared with llada_diffusion's model_args), or ConfigError."""
+    try:
+        return coerce(value, hint, key)
+    except CoercionError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _section(cfg: TrainConfig, section: str) -> Any:
@@ -255,30 +234,57 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, str, Any]]:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Defaults, then the YAML at `path`, then `--section.key value` overrides; validated."""
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be parsed: {err}") from None
+
+
+def build_config(paths: str | Path | list | tuple | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then each YAML in `paths` (later files win), then `--section.key value` overrides; not validated."""
     cfg = TrainConfig()
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        _apply_mapping(cfg, yaml.safe_load(path.read_text()) or {}, str(path))
+    if paths is not None:
+        for path in [paths] if isinstance(paths, (str, Path)) else list(paths):
+            _apply_mapping(cfg, _read_yaml(Path(path)), str(path))
     for section, key, value in parse_overrides(list(overrides or [])):
         _apply(cfg, section, key, value)
+    return cfg
+
+
+def load_config(paths: str | Path | list | tuple | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file(s) at `paths`, then `--section.key value` overrides; validated."""
+    cfg = build_config(paths, overrides)
     validate(cfg)
     return cfg
 
 
+def read_run_config(path: str | Path) -> TrainConfig:
+    """The typed config a run saved (`<output_dir>/config.yaml`); ConfigError on an unknown key or a bad type.
+
+    Not re-validated: the run was validated when it started, and its paths (data, DeepSpeed JSON) may
+    not exist where it is analysed. A key the file lacks takes today's default, as the trainer would.
+    """
+    return build_config(path)
+
+
 def t_range(value: Any, key: str) -> tuple[float, float]:
-    """A mask-rate setting (number or [lo, hi]) as (lo, hi) with 0 < lo <= hi <= 1; ConfigError naming `key`."""
+    """A mask-rate setting as (lo, hi); ConfigError naming `key`.
+
+    A fixed rate must satisfy 0 < t <= 1; a range [lo, hi] with lo < hi may start at 0 (eq. 2's
+    t ~ U(0, 1): a draw of exactly 0 has probability 0, and `forward_mask` masks at least one token).
+    """
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise ConfigError(f"{key}: expected a number or [lo, hi], got {value!r}")
         lo, hi = (_coerce(v, float, key) for v in value)
     else:
         lo = hi = _coerce(value, float, key)
-    if not 0.0 < lo <= hi <= 1.0:
-        raise ConfigError(f"{key}: mask rates must satisfy 0 < lo <= hi <= 1, got {value!r}")
+    if not (0.0 < lo <= hi <= 1.0 or 0.0 == lo < hi <= 1.0):
+        raise ConfigError(f"{key}: mask rates must satisfy 0 < t <= 1, or 0 <= lo < hi <= 1 for a range; "
+                          f"got {value!r}")
     return lo, hi
 
 
@@ -294,8 +300,8 @@ def _at_least(value: float, low: float, key: str) -> None:
 
 def validate(cfg: TrainConfig) -> None:
     """The one check of every value; raises ConfigError naming the key and the allowed values."""
-    _choice(cfg.model.family, FAMILIES, "model.family")
-    _choice(cfg.tiny.family, TINY_FAMILIES, "tiny.family")
+    _choice(cfg.model.family, MODEL_FAMILIES, "model.family")
+    _choice(cfg.tiny.family, FAMILIES, "tiny.family")
     for key in ("hidden_size", "num_layers", "num_heads"):
         _at_least(getattr(cfg.tiny, key), 1, f"tiny.{key}")
     if cfg.tiny.hidden_size % cfg.tiny.num_heads:
@@ -319,13 +325,14 @@ def validate(cfg: TrainConfig) -> None:
     t_range(cfg.jepa.t_target, "jepa.t_target")
     _choice(cfg.diffusion.loss_norm, LOSS_NORMS, "diffusion.loss_norm")
     _at_least(cfg.jepa.lambda_, 0.0, "jepa.lambda")
-    _at_least(cfg.jepa.predictor_depth, 1, "jepa.predictor_depth")
+    _at_least(cfg.jepa.predictor_depth, 0, "jepa.predictor_depth")
     _at_least(cfg.jepa.predictor_heads, 0, "jepa.predictor_heads")
     if cfg.jepa.predictor_mlp_ratio <= 0:
         raise ConfigError(f"jepa.predictor_mlp_ratio: must be > 0, got {cfg.jepa.predictor_mlp_ratio}")
     if not 0.0 <= cfg.jepa.ema_decay < 1.0:
         raise ConfigError(f"jepa.ema_decay: must be in [0, 1), got {cfg.jepa.ema_decay}")
     _at_least(cfg.jepa.collapse_every, 0, "jepa.collapse_every")
+    _at_least(cfg.jepa.collapse_window, 2, "jepa.collapse_window")
     _at_least(cfg.anchor.l2_lambda, 0.0, "anchor.l2_lambda")
     if cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr: must be > 0, got {cfg.optim.lr}")
@@ -338,9 +345,13 @@ def validate(cfg: TrainConfig) -> None:
     for key in ("micro_batch_size", "grad_accum", "epochs"):
         _at_least(getattr(cfg.optim, key), 1, f"optim.{key}")
     _at_least(cfg.optim.max_steps, 0, "optim.max_steps")
+    _at_least(cfg.optim.global_batch_size, 0, "optim.global_batch_size")
+    if cfg.optim.global_batch_size and cfg.optim.global_batch_size % cfg.optim.micro_batch_size:
+        raise ConfigError(f"optim.global_batch_size ({cfg.optim.global_batch_size}) must be a multiple of "
+                          f"optim.micro_batch_size ({cfg.optim.micro_batch_size})")
     _choice(cfg.run.engine, ENGINES, "run.engine")
     _choice(cfg.run.precision, PRECISIONS, "run.precision")
-    _choice(cfg.run.zero_stage, (0, 1, 2), "run.zero_stage")
+    _choice(cfg.run.zero_stage, ZERO_STAGES, "run.zero_stage")
     if cfg.run.deepspeed_config and cfg.run.engine != "deepspeed":
         raise ConfigError("run.deepspeed_config: only used with run.engine deepspeed")
     if cfg.run.deepspeed_config and not Path(cfg.run.deepspeed_config).is_file():
@@ -351,6 +362,45 @@ def validate(cfg: TrainConfig) -> None:
         _at_least(getattr(cfg.run, key), 0, f"run.{key}")
     _at_least(cfg.run.save_total_limit, 1, "run.save_total_limit")
     _at_least(cfg.run.log_every, 1, "run.log_every")
+
+
+def resolve_batch(cfg: TrainConfig, world_size: int) -> TrainConfig:
+    """Set `optim.grad_accum` from `optim.global_batch_size` for `world_size` ranks (no-op when it is 0).
+
+    global = world size x micro-batch x accumulation (the paper's 32 = 8 x 2 x 2); a world size that
+    does not divide it is a ConfigError, raised before any model loads. Returns `cfg`.
+    """
+    target = cfg.optim.global_batch_size
+    if not target:
+        return cfg
+    per_step = world_size * cfg.optim.micro_batch_size
+    if world_size < 1 or target % per_step:
+        raise ConfigError(
+            f"optim.global_batch_size {target} cannot be split over {world_size} ranks x optim.micro_batch_size "
+            f"{cfg.optim.micro_batch_size}: it must be a multiple of {per_step}; change the number of ranks, "
+            "the micro-batch, or the global batch"
+        )
+    cfg.optim.grad_accum = target // per_step
+    return cfg
+
+
+def options() -> list[tuple[str, Any, str]]:
+    """Every option as (`section.key`, default, help), in declaration order."""
+    out = []
+    for section in dataclasses.fields(TrainConfig):
+        for f in dataclasses.fields(section.default_factory):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            out.append((f"{section.name}.{_key_name(f.name)}", default, f.metadata.get("help", "")))
+    return out
+
+
+def help_text() -> str:
+    """One line per option: `--section.key` (default) and its help; what `main.py --help` prints."""
+    lines = []
+    for key, default, text in options():
+        shown = json.dumps(list(default) if isinstance(default, tuple) else default)
+        lines.append(f"  --{key} (default {shown})\n      {text}")
+    return "\n".join(lines)
 
 
 def to_dict(cfg: TrainConfig) -> dict:

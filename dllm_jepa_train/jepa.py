@@ -71,10 +71,23 @@ class Predictor(nn.Module):
         return self.norm(x).squeeze(1)
 
 
+class IdentityPredictor(nn.Module):
+    """k = 0 (the Figure 3 "no predictor" ablation): the prediction is z_L itself, no parameters, so the
+    JEPA loss is the plain stop-gradient two-view cosine 1 - cos(z_L, z_H)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
+def build_predictor(width: int, depth: int, heads: int, mlp_ratio: float = 4.0) -> nn.Module:
+    """`Predictor` with `depth` layers, or `IdentityPredictor` at depth 0."""
+    return IdentityPredictor() if depth == 0 else Predictor(width, depth, heads, mlp_ratio)
+
+
 class OnlineModel(nn.Module):
     """The online backbone and the predictor in one module, so DeepSpeed shards and steps both."""
 
-    def __init__(self, backbone: nn.Module, spec: FamilySpec, predictor: Predictor | None) -> None:
+    def __init__(self, backbone: nn.Module, spec: FamilySpec, predictor: nn.Module | None) -> None:
         super().__init__()
         self.backbone = backbone
         self.predictor = predictor
@@ -92,8 +105,9 @@ class OnlineModel(nn.Module):
         if not need_hidden:
             return logits, None, None
         z_context = pool_embeddings(hidden[-1], keep)
-        dtype = next(self.predictor.parameters()).dtype
-        return logits, z_context, self.predictor(z_context.to(dtype)).float()
+        weight = next(self.predictor.parameters(), None)  # None: the identity predictor
+        z_in = z_context.to(weight.dtype) if weight is not None else z_context
+        return logits, z_context, self.predictor(z_in).float()
 
 
 class NoHead(nn.Module):

@@ -16,7 +16,7 @@ import hashlib
 import torch
 from torch.nn import functional as F
 
-LOSS_NORMS = ("masked_mean", "llada")
+from dllm_jepa_train.config import LOSS_NORMS
 
 
 def row_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -141,14 +141,19 @@ def jepa_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - F.cosine_similarity(prediction.float(), target.float(), dim=-1, eps=1e-8)
 
 
-def collapse_stats(z: torch.Tensor, max_pairs: int = 5000, seed: int = 0) -> dict[str, float]:
+def collapse_stats(z: torch.Tensor, max_pairs: int = 5000, seed: int = 0, center: bool = False) -> dict[str, float]:
     """Collapse diagnostics of (N, D) embeddings.
 
     per_dim_std_mean: mean over dims of the std over rows (0 = every row identical).
     effective_rank: (sum of singular values)^2 / sum of squared singular values of z (1 = rank one).
     cosine_diversity: 1 - mean |cos| over up to `max_pairs` random pairs of distinct rows (seeded).
+    The paper's statistics are uncentred: a shared mean direction alone makes rows parallel, so with few
+    rows they cannot tell collapse from a common offset. `center` subtracts the mean row first (the
+    per-dimension std is the same either way).
     """
     z = z.detach().float().cpu()
+    if center:
+        z = z - z.mean(dim=0, keepdim=True)
     n = z.shape[0]
     std = z.std(dim=0, unbiased=False).mean().item() if n > 1 else 0.0
     singular = torch.linalg.svdvals(z)

@@ -43,9 +43,9 @@ import torch
 import torch.distributed as dist
 
 from dllm_jepa_train import checkpoint as ckpt
-from dllm_jepa_train.config import TrainConfig, deepspeed_config, save_config, t_range
+from dllm_jepa_train.config import TrainConfig, deepspeed_config, resolve_batch, save_config, t_range
 from dllm_jepa_train.data import DiffusionCollator, StepPlan, load_examples, tokenize_examples
-from dllm_jepa_train.jepa import EmaTarget, OnlineModel, Predictor, backbone_heads, backbone_width
+from dllm_jepa_train.jepa import EmaTarget, OnlineModel, backbone_heads, backbone_width, build_predictor
 from dllm_jepa_train.objectives import collapse_stats, diffusion_denominator, diffusion_loss, jepa_loss
 
 log = logging.getLogger("dllm_jepa_train")
@@ -220,6 +220,15 @@ def _all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def _all_gather_rows(z: torch.Tensor) -> torch.Tensor:
+    """(N, D) rows of every rank stacked in rank order: (world * N, D); every rank has the same N."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return z
+    parts = [torch.empty_like(z) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, z.contiguous())
+    return torch.cat(parts)
+
+
 def _barrier() -> None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
@@ -352,9 +361,10 @@ class Trainer:
         predictor = None
         if self.use_jepa:
             torch.manual_seed(cfg.run.seed)  # the predictor's init does not depend on what ran before
-            heads = cfg.jepa.predictor_heads or backbone_heads(backbone.config)
-            predictor = Predictor(backbone_width(backbone.config), cfg.jepa.predictor_depth, heads,
-                                  cfg.jepa.predictor_mlp_ratio).to(device=device, dtype=backbone.dtype)
+            depth = cfg.jepa.predictor_depth
+            heads = (cfg.jepa.predictor_heads or backbone_heads(backbone.config)) if depth else 0
+            predictor = build_predictor(backbone_width(backbone.config), depth, heads,
+                                        cfg.jepa.predictor_mlp_ratio).to(device=device, dtype=backbone.dtype)
         module = OnlineModel(backbone, spec, predictor)
         self.engine = self._build_engine(module, device)
         online = self.engine.module
@@ -364,6 +374,7 @@ class Trainer:
         self.anchor = (L2Anchor(list(online.backbone.parameters()), cfg.anchor.l2_lambda)
                        if cfg.anchor.l2_lambda > 0 else None)
         self.global_step = 0
+        self.collapse_buffer = {name: torch.empty(0) for name in ("z_context", "z_target")}
         self.tensorboard = self._tensorboard()
         self._log_memory(online)
 
@@ -485,11 +496,37 @@ class Trainer:
         metrics = {"loss": loss, "loss_diff": loss_diff,
                    "loss_jepa": loss_jepa if self.use_jepa else None,
                    "cosine": 1.0 - loss_jepa if self.use_jepa else None, "lr": lr, "tokens": num_tokens}
-        every = cfg.jepa.collapse_every
-        if self.use_jepa and every and step % every == 0 and self.dist.rank == 0:
-            metrics["collapse"] = {"z_context": collapse_stats(torch.cat(z_contexts), seed=step),
-                                   "z_target": collapse_stats(torch.cat(z_targets), seed=step)}
+        if self.use_jepa and cfg.jepa.collapse_every:
+            collapse = self._collapse(step, torch.cat(z_contexts), torch.cat(z_targets))
+            if collapse is not None:
+                metrics["collapse"] = collapse
         return metrics
+
+    def _collapse(self, step: int, z_context: torch.Tensor, z_target: torch.Tensor) -> dict | None:
+        """Feed the rolling collapse buffer; on a logging step (rank 0) its statistics, else None.
+
+        The buffer holds the last `jepa.collapse_window` pooled vectors of each view, gathered from every
+        rank, over as many recent steps as that takes (so they come from slightly different weights). Only
+        the steps that reach into the next logging step's window gather: an all_gather of (rows, D) fp32.
+        """
+        every, window = self.cfg.jepa.collapse_every, self.cfg.jepa.collapse_window
+        steps_needed = math.ceil(window / self.plan.rows_per_step)
+        if (every - step % every) % every >= steps_needed:
+            return None
+        for name, z in (("z_context", z_context), ("z_target", z_target)):
+            gathered = _all_gather_rows(z.detach().float())
+            if self.dist.rank == 0:
+                self.collapse_buffer[name] = torch.cat([self.collapse_buffer[name], gathered.cpu()])[-window:]
+        if step % every or self.dist.rank != 0:
+            return None
+        out: dict[str, Any] = {"window": int(self.collapse_buffer["z_context"].shape[0]),
+                               "ranks": self.dist.world_size}
+        for name, z in self.collapse_buffer.items():
+            stats = collapse_stats(z, seed=step)
+            centred = collapse_stats(z, seed=step, center=True)
+            out[name] = {**stats, "centred_effective_rank": centred["effective_rank"],
+                         "centred_cosine_diversity": centred["cosine_diversity"]}
+        return out
 
     def _latest_checkpoint(self) -> str:
         pointer = ckpt.checkpoint_root(self.output_dir) / ckpt.LATEST
@@ -614,9 +651,14 @@ class Trainer:
                  record["lr"], record["grad_norm"], record["tokens_per_s"], record["seconds_per_step"],
                  record["peak_memory_gb"])
         if "collapse" in record:
-            for name, stats in record["collapse"].items():
-                log.info("collapse %s: per-dim std %.4f | effective rank %.2f | cosine diversity %.4f", name,
-                         stats["per_dim_std_mean"], stats["effective_rank"], stats["cosine_diversity"])
+            collapse = record["collapse"]
+            for name, short in (("z_context", "z_L"), ("z_target", "z_H")):
+                stats = collapse[name]
+                log.info("collapse %s (window %d vectors, %d rank(s)): per-dim std %.4f | uncentred (paper): "
+                         "effective rank %.2f, cosine diversity %.4f | centred: effective rank %.2f, cosine "
+                         "diversity %.4f", short, collapse["window"], collapse["ranks"], stats["per_dim_std_mean"],
+                         stats["effective_rank"], stats["cosine_diversity"], stats["centred_effective_rank"],
+                         stats["centred_cosine_diversity"])
 
 
 # ------------------------------------------------------------------------------------ building
@@ -640,6 +682,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     from lm_eval_diffusion.backbone import load_backbone
 
     dist_info = init_distributed(cfg.run.engine)
+    resolve_batch(cfg, dist_info.world_size)  # main.py did this from WORLD_SIZE; the process group is the truth
     output_dir = Path(cfg.run.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(output_dir, dist_info.rank)
@@ -684,6 +727,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     rows = data.rows[: cfg.data.max_rows] if cfg.data.max_rows else data.rows
     log.info("data %s/%s: %d rows (%d truncated to %d tokens, %d dropped: prompt too long)", cfg.data.source,
              cfg.data.split, len(rows), data.num_truncated, cfg.data.max_length, data.num_dropped)
+    log.info("batch: %d rank(s) x micro-batch %d x accumulation %d = %d rows per optimizer step%s",
+             dist_info.world_size, cfg.optim.micro_batch_size, cfg.optim.grad_accum,
+             dist_info.world_size * cfg.optim.micro_batch_size * cfg.optim.grad_accum,
+             " (optim.global_batch_size)" if cfg.optim.global_batch_size else "")
     log.info("model %s: family %s, mask id %d, EOS %d, %s", pretrained, bb.spec.family, bb.spec.mask_id,
              bb.spec.eos_id, f"JEPA lambda={cfg.jepa.lambda_:g}" if cfg.jepa.lambda_ > 0 else "baseline (lambda=0)")
     return Trainer(cfg, bb.model, bb.tokenizer, bb.spec, rows, dist_info, pretrained, device)

@@ -8,6 +8,7 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 MODEL_NAMES = ("llada_diffusion", "diffusion_lm")
+FAMILIES = ("llada", "dream", "generic")  # model families backbone.py knows; the trainer config allows these too
 
 
 def tasks_dir() -> Path:

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-logger = logging.getLogger(__name__)
+from lm_eval_diffusion import FAMILIES
 
-FAMILIES = ("llada", "dream", "generic")
+logger = logging.getLogger(__name__)
 
 
 def _dtype_kwarg() -> str:

@@ -20,13 +20,14 @@ import logging
 import os
 import zlib
 from dataclasses import dataclass, fields
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_type_hints
 
 import torch
 from lm_eval.api.model import LM
 from tqdm import tqdm
 
 from lm_eval_diffusion.backbone import FAMILIES, Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
+from lm_eval_diffusion.coerce import CoercionError, coerce
 from lm_eval_diffusion.likelihood import elbo, single_token_logprobs
 from lm_eval_diffusion.sampler import (
     DREAM_ALGS,
@@ -87,7 +88,12 @@ class DiffusionLMArgs:
             raise ValueError(
                 f"unknown model_args {', '.join(unknown)} for llada_diffusion; allowed: {', '.join(allowed)}"
             )
-        parsed = {name: _parse_value(name, value, hints[name]) for name, value in kwargs.items()}
+        if isinstance(kwargs.get("batch_size"), str):
+            kwargs = {**kwargs, "batch_size": kwargs["batch_size"].strip().lower()}  # AUTO, Auto:4 -> auto
+        try:
+            parsed = {name: coerce(value, hints[name], f"model_args {name}") for name, value in kwargs.items()}
+        except CoercionError as err:
+            raise ValueError(str(err)) from None
         args = cls(**parsed)
         args.validate()
         return args, set(kwargs)
@@ -110,47 +116,6 @@ class DiffusionLMArgs:
             raise ValueError(f"batch_size must be an integer or 'auto', got {self.batch_size!r}")
         if isinstance(self.batch_size, int) and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-def _parse_value(name: str, value: Any, hint: Any) -> Any:
-    """One model_arg from a string or a typed value, by the field's annotation (`T` or `T | None`)."""
-    options = get_args(hint) or (hint,)
-    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
-        if type(None) in options:
-            return None
-        raise ValueError(f"model_args {name} cannot be None")
-    kind = options[0]
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        lowered = str(value).strip().lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ValueError(f"model_args {name} must be true or false, got {value!r}")
-    if name == "batch_size":
-        if isinstance(value, str) and value.strip().lower().startswith("auto"):
-            return value.strip().lower()
-        return _parse_number(name, value, int)
-    if kind in (int, float):
-        return _parse_number(name, value, kind)
-    return str(value)
-
-
-def _parse_number(name: str, value: Any, kind: type) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"model_args {name} must be a number, got {value!r}")
-    try:
-        if kind is int:
-            number = float(value)
-            if number != int(number):
-                raise ValueError
-            return int(number)
-        return float(value)
-    except (TypeError, ValueError):
-        what = "an integer" if kind is int else "a number"
-        raise ValueError(f"model_args {name} must be {what}, got {value!r}") from None
 
 
 def _merge_cli(model_args: dict[str, Any], cli: dict[str, Any] | None) -> dict[str, Any]:

@@ -269,8 +269,12 @@ def test_collapse_of_a_base_checkpoint_uses_a7_rates_unless_given(tiny_checkpoin
 def test_run_identity_from_saved_config(tmp_path, tiny_checkpoints, lam, l2, method):
     final = make_run(tmp_path, "r", tiny_checkpoints["generic"], 777, lam, l2)
     found = run_identity(str(final))
-    assert found[:2] == (method, 777) and found[2] == final.parent / "config.yaml"
+    assert (found.method, found.seed, found.config) == (method, 777, final.parent / "config.yaml")
     assert method_name(lam, l2) == method
+    cell = dict(found.cell)
+    assert cell["data.source"] == "gsm8k" and cell["diffusion.t_context"] == 0.2 and "run.seed" not in cell
+    assert ("jepa.lambda" in dict(found.variant)) == (lam > 0)  # a baseline's jepa.* settings are moot
+    assert cell["optim.grad_accum"] == 2  # no global batch: the accumulation is part of the recipe
     (final.parent / "base").mkdir()  # a tiny run's generated base model is not the run's fine-tune
     assert run_identity(str(final.parent / "base")) is None
 
@@ -441,9 +445,11 @@ def test_compare_statistics_and_correlations_by_hand(tmp_path):
     drift.write_text(json.dumps({"command": "drift", "settings": {}, "base": {"path": "base"},
                                  "finetunes": drift_entries}))
     report = run_compare([], labels, [str(probe)], [str(drift)], str(tmp_path / "out"))
-    assert report["correlations"]["baseline"] == {"pearson_r": pytest.approx(1.0), "n": 3}
-    assert report["correlations"]["jepa"] == {"pearson_r": pytest.approx(-0.5), "n": 3}
-    assert "- jepa: Pearson r = -0.500 over 3 runs" in report["markdown"]
+    too_small = {"ci95": None, "note": "n too small"}
+    assert report["correlations"]["baseline"] == {"pearson_r": pytest.approx(1.0), "n": 3, **too_small}
+    assert report["correlations"]["jepa"] == {"pearson_r": pytest.approx(-0.5), "n": 3, **too_small}
+    assert "- jepa: Pearson r = -0.500 over 3 runs, no CI (n too small)" in report["markdown"]
+    assert report["correlation_tests"] == [{"a": "baseline", "b": "jepa", "z": None, "p": None, "note": "n too small"}]
     rows = {(r["task"], r["metric"]): r for r in report["comparisons"][0]["rows"]}
     row = rows[("(drift)", "mean")]
     assert row["baseline_mean"] == pytest.approx(0.4) and row["baseline_std"] == pytest.approx(math.sqrt(0.08 / 3))
@@ -476,3 +482,113 @@ def test_wikitext_headers_are_recognised():
 
     assert is_wikitext_header(" = Robert Boulter = \n") and is_wikitext_header(" = = = Film = = = ")
     assert not is_wikitext_header(" The value of x = 3 and y = 4 .") and not is_wikitext_header(" = ")
+
+
+# ------------------------------------------------------------------------------ cells, grids, A.1 statistics
+def test_fisher_interval_and_r_to_z_test_by_hand():
+    from dllm_jepa_train.analysis.compare import fisher_ci, normal_cdf, r_to_z_test
+
+    low, high = fisher_ci(0.94, 10)  # the paper's A.1 hand check: r = .94, n = 10 -> [.76, .99]
+    assert round(low, 2) == 0.76 and round(high, 2) == 0.99
+    assert fisher_ci(0.94, 3) is None and fisher_ci(1.0, 10) is None  # n - 3 < 1; z infinite
+    assert normal_cdf(0.0) == 0.5 and normal_cdf(1.959964) == pytest.approx(0.975, abs=1e-6)
+    # atanh(.94) = 1.7380, atanh(.5) = 0.5493, se = sqrt(1/7 + 1/7) = 0.5345 -> z = 2.224, p = 0.026
+    test = r_to_z_test(0.94, 10, 0.5, 10)
+    assert test["z"] == pytest.approx(2.224, abs=1e-3) and test["p"] == pytest.approx(0.0262, abs=1e-3)
+    assert r_to_z_test(0.94, 10, 0.5, 3) is None
+
+
+def _grid_run(root: Path, name: str, seed: int, lam: float, k: int, t_target: float = 0.7) -> Path:
+    """<root>/<name>/final (empty) with a config.yaml resolved from the shipped tiny config."""
+    from dllm_jepa_train.config import load_config, save_config
+
+    cfg = load_config(PROJECT_ROOT / "dllm_jepa_train" / "configs" / "tiny_jepa.yaml",
+                      ["--run.seed", str(seed), "--jepa.lambda", str(lam), "--jepa.predictor_depth", str(k),
+                       "--jepa.t_target", str(t_target), "--run.output_dir", str(root / name)])
+    (root / name / "final").mkdir(parents=True)
+    save_config(cfg, root / name / "config.yaml")
+    return root / name / "final"
+
+
+def _results_file(path: Path, checkpoint: Path, task: str, value: float, version: float = 1.0) -> Path:
+    """A minimal lm-eval results JSON (the fields compare reads) for `checkpoint`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "results": {task: {"alias": task, "exact_match,none": value, "exact_match_stderr,none": 0.01}},
+        "configs": {task: {"num_fewshot": 0, "metadata": {"version": version}}},
+        "versions": {task: version}, "n-shot": {task: 0},
+        "config": {"model_args": f"pretrained={checkpoint}", "limit": None}, "date": 1.0}))
+    return path
+
+
+def test_compare_prints_a_grid_per_cell_with_best_cell_and_dev_selection(tmp_path):
+    from matplotlib.image import imread
+
+    eval_dir, dev_dir = tmp_path / "eval", tmp_path / "dev"
+    # Eval scores: (2, 2) is best on the evaluation split; dev scores make (1, 2) best instead.
+    scores = {(1.0, 1): 0.40, (1.0, 2): 0.45, (2.0, 1): 0.42, (2.0, 2): 0.50}
+    dev = {(1.0, 1): 0.30, (1.0, 2): 0.60, (2.0, 1): 0.35, (2.0, 2): 0.40}
+    for seed, shift in ((1, 0.0), (2, 0.02)):
+        base = _grid_run(tmp_path / "runs", f"baseline_s{seed}", seed, 0.0, 2)
+        _results_file(eval_dir / f"baseline_s{seed}" / "results_1.json", base, "gsm8k_dllm_0shot", 0.30 + shift)
+        for (lam, k), value in scores.items():
+            final = _grid_run(tmp_path / "runs", f"l{lam}_k{k}_s{seed}", seed, lam, k)
+            _results_file(eval_dir / f"l{lam}_k{k}_s{seed}" / "results_1.json", final, "gsm8k_dllm_0shot",
+                          value + shift)
+            _results_file(dev_dir / f"l{lam}_k{k}_s{seed}" / "results_1.json", final, "gsm8k_dllm_dev", dev[lam, k])
+    report = run_compare([str(eval_dir)], [], [], [], str(tmp_path / "out"))
+    assert report["swept_keys"]["jepa"] == ["jepa.lambda", "jepa.predictor_depth"]
+    assert "optim.grad_accum" in dict(next(iter(report["runs"]))["cell_settings"])
+    assert len(report["comparisons"]) == 4  # one per grid position, each against the one baseline
+    assert {c["method"] for c in report["comparisons"]} == {f"jepa (λ={lam:g}, k={k})" for lam, k in scores}
+    (grid,) = report["grids"]
+    assert (grid["rows_key"], grid["cols_key"]) == ("jepa.lambda", "jepa.predictor_depth")
+    assert grid["row_values"] == [1.0, 2.0] and grid["col_values"] == [1, 2]
+    assert grid["best"] == [2.0, 2] and grid["selection"] == "selected on the evaluation split (optimistic)"
+    cell = next(c for c in grid["cells"] if (c["row"], c["col"]) == (2.0, 2))
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx(0.51) and cell["std"] == pytest.approx(0.01)
+    assert grid["baseline"]["mean"] == pytest.approx(0.31) and grid["baseline"]["n"] == 2
+    markdown = report["markdown"]
+    assert "## Grid: jepa over λ × k, gsm8k_dllm_0shot exact_match,none" in markdown
+    assert "| λ \\ k | 1 | 2 |" in markdown and "baseline: 0.3100 ± 0.0100 (n = 2)" in markdown
+    assert "| 2 | 0.4300 ± 0.0100 (2) | **0.5100 ± 0.0100 (2)** |" in markdown
+    assert imread(tmp_path / "out" / "grid_1.png").ndim == 3
+    on_dev = run_compare([str(eval_dir)], [], [], [], str(tmp_path / "out_dev"), select_on=[str(dev_dir)])
+    assert on_dev["grids"][0]["best"] == [1.0, 2] and "dev split" in on_dev["grids"][0]["selection"]
+    # A dev set missing one grid position cannot select: it says which one.
+    (dev_dir / "l2.0_k2_s1" / "results_1.json").unlink()
+    (dev_dir / "l2.0_k2_s2" / "results_1.json").unlink()
+    with pytest.raises(AnalysisError, match=r"--select-on: no dev-split exact_match,none for jepa"):
+        run_compare([str(eval_dir)], [], [], [], str(tmp_path / "out_dev2"), select_on=[str(dev_dir)])
+
+
+def test_compare_keeps_cells_apart_and_flags_task_versions(tmp_path):
+    eval_dir = tmp_path / "eval"
+    base = _grid_run(tmp_path / "runs", "baseline_s1", 1, 0.0, 2)
+    _results_file(eval_dir / "b" / "results_1.json", base, "gsm8k_dllm", 0.3)
+    jepa = _grid_run(tmp_path / "runs", "jepa_s1", 1, 1.0, 3)
+    _results_file(eval_dir / "j" / "results_1.json", jepa, "gsm8k_dllm", 0.4, version=2.0)
+    symmetric = _grid_run(tmp_path / "runs", "sym_s1", 1, 1.0, 3, t_target=0.2)
+    _results_file(eval_dir / "s" / "results_1.json", symmetric, "gsm8k_dllm", 0.35)
+    nopred = _grid_run(tmp_path / "runs", "nopred_s1", 1, 1.0, 0)
+    _results_file(eval_dir / "n" / "results_1.json", nopred, "gsm8k_dllm", 0.33)
+    report = run_compare([str(eval_dir)], [], [], [], str(tmp_path / "out"))
+    labels = [r["label"] for r in report["runs"]]
+    assert labels == ["baseline s1", "jepa (t_H=0.2, k=3, symmetric views) s1", "jepa (t_H=0.7, k=0, no predictor) s1",
+                      "jepa (t_H=0.7, k=3) s1"]
+    assert [r["ablation"] for r in report["runs"]] == ["", "symmetric views", "no predictor", ""]
+    assert len(report["comparisons"]) == 3 and report["grids"][0]["rows_key"] == "jepa.t_target"
+    assert "gsm8k_dllm: version differs between runs: 1.0 (baseline s1, " in "\n".join(
+        report["flags"]["mismatched_settings"])
+
+
+def test_runs_of_one_global_batch_config_on_different_world_sizes_share_a_cell():
+    from dllm_jepa_train.analysis.common import identity_from_config
+    from dllm_jepa_train.config import load_config, resolve_batch
+
+    path = PROJECT_ROOT / "dllm_jepa_train" / "configs" / "gsm8k_jepa.yaml"
+    on_two, on_eight = (identity_from_config(resolve_batch(load_config(path), n)) for n in (2, 8))
+    assert on_two.cell == on_eight.cell and on_two.variant == on_eight.variant
+    other_lr = identity_from_config(resolve_batch(load_config(path, ["--optim.lr", "2e-5"]), 8))
+    assert other_lr.cell != on_eight.cell
+    assert dict(on_eight.variant)["jepa.lambda"] == 2.0 and dict(on_eight.variant)["jepa.predictor_depth"] == 4

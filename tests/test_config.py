@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from dllm_jepa_train.config import (
     TrainConfig,
     deepspeed_config,
     load_config,
+    resolve_batch,
     save_config,
     to_dict,
 )
+from dllm_jepa_train import config as config_module
 from dllm_jepa_train.main import main, split_args
 
 CONFIGS = Path(__file__).resolve().parents[1] / "dllm_jepa_train" / "configs"
@@ -40,20 +43,48 @@ def test_shipped_config_validates(name):
     load_config(path, overrides)
 
 
-@pytest.mark.parametrize("name", PAPER + WIDE_T)
+# (lambda, k) each paper JEPA config carries, and the table it follows (see each file's comment).
+OPERATING_POINTS = {"gsm8k_jepa": (2.0, 4), "nlrx_jepa": (1.0, 3), "spider_jepa": (1.0, 3), "django_jepa": (1.0, 3),
+                    "gsm8k_widet_jepa": (1.0, 3), "gsm8k_ablate_nopredictor": (2.0, 0),
+                    "gsm8k_ablate_symmetric": (2.0, 4)}
+ABLATIONS = ["gsm8k_ablate_nopredictor", "gsm8k_ablate_symmetric", "gsm8k_baseline_tuniform"]
+
+
+@pytest.mark.parametrize("name", PAPER + WIDE_T + ABLATIONS)
 def test_paper_configs_carry_the_recipe(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
     wide = "widet" in name
-    assert (cfg.diffusion.t_context, cfg.jepa.t_target) == ((0.1, 0.9) if wide else (0.2, 0.7))
+    t_context = {"gsm8k_baseline_tuniform": [0.0, 1.0]}.get(name, 0.1 if wide else 0.2)
+    t_target = {"gsm8k_ablate_symmetric": 0.2}.get(name, 0.9 if wide else 0.7)
+    assert (cfg.diffusion.t_context, cfg.jepa.t_target) == (t_context, t_target)
     assert cfg.optim.lr == (1.4e-6 if wide else 1e-5)
-    assert cfg.jepa.lambda_ == (1.0 if name.endswith("_jepa") else 0.0)
+    assert (cfg.jepa.lambda_, cfg.jepa.predictor_depth)[: 2 if name in OPERATING_POINTS else 1] == \
+        OPERATING_POINTS.get(name, (0.0,))
     assert cfg.anchor.l2_lambda == (1e-4 if name.endswith("l2anchor") else 0.0)  # the brief's lambda_L2
     assert cfg.optim.betas == (0.9, 0.999) and cfg.optim.weight_decay == 0.01 and cfg.optim.warmup_ratio == 0.05
-    assert (cfg.optim.epochs, cfg.optim.micro_batch_size, cfg.optim.grad_accum) == (2, 2, 2)
+    assert (cfg.optim.epochs, cfg.optim.micro_batch_size, cfg.optim.global_batch_size) == (2, 2, 32)
+    assert resolve_batch(cfg, 8).optim.grad_accum == 2  # the paper's 8 GPUs x 2 x 2
     assert (cfg.run.engine, cfg.run.zero_stage, cfg.run.precision) == ("deepspeed", 2, "bf16")
-    assert cfg.model.gradient_checkpointing and cfg.jepa.ema_decay == 0.996 and 1 <= cfg.jepa.predictor_depth <= 5
+    assert cfg.model.gradient_checkpointing and cfg.jepa.ema_decay == 0.996 and 0 <= cfg.jepa.predictor_depth <= 5
     assert cfg.model.pretrained == "GSAI-ML/LLaDA-8B-Base"
     assert cfg.data.source == name.split("_")[0] and cfg.run.output_dir == f"runs/{name}"
+    text = (CONFIGS / f"{name}.yaml").read_text()
+    if name in ("gsm8k_jepa", "spider_jepa", "django_jepa", "gsm8k_widet_jepa"):
+        assert "not published" in text  # Table 2's own (lambda, k) / the Wide-t JEPA setting
+    assert {"gsm8k_jepa": "Table 7", "nlrx_jepa": "Table 11", "spider_jepa": "single-config value",
+            "django_jepa": "single-config value", "gsm8k_widet_jepa": "Table 8"}.get(name, "") in text
+
+
+def test_tiny_and_demo_configs_keep_their_own_batch():
+    for name in ("tiny_jepa", "tiny_baseline", "demo_jepa", "demo_baseline", "demo_pretrain"):
+        assert load_config(CONFIGS / f"{name}.yaml", ["--data.path", "x"]).optim.global_batch_size == 0
+
+
+def test_dream_override_set_switches_only_the_backbone():
+    plain = to_dict(load_config(CONFIGS / "gsm8k_jepa.yaml"))
+    dream = to_dict(load_config([CONFIGS / "gsm8k_jepa.yaml", CONFIGS / "dream7b.yaml"]))
+    assert dream["model"]["pretrained"] == "Dream-org/Dream-v0-Base-7B" and dream["model"]["family"] == "dream"
+    assert {k: v for k, v in dream.items() if k != "model"} == {k: v for k, v in plain.items() if k != "model"}
 
 
 def test_task_list_matches_the_task_data_module():
@@ -80,7 +111,11 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
         (["--diffusion.loss_norm", "sum"], r"allowed values: masked_mean, llada"),
         (["--run.zero_stage", "3"], r"run\.zero_stage: 3 is not allowed; allowed values: 0, 1, 2"),
         (["--optim.lr", "fast"], r"optim\.lr: expected a number, got 'fast'"),
-        (["--jepa.t_target", "[0.9, 0.2]"], r"jepa\.t_target: mask rates must satisfy 0 < lo <= hi <= 1"),
+        (["--jepa.t_target", "[0.9, 0.2]"], r"jepa\.t_target: mask rates must satisfy 0 < t <= 1, or 0 <= lo < hi"),
+        (["--diffusion.t_context", "0"], r"diffusion\.t_context: mask rates must satisfy 0 < t <= 1"),
+        (["--diffusion.t_context", "[0, 0]"], r"diffusion\.t_context: mask rates must satisfy"),
+        (["--jepa.predictor_depth", "-1"], r"jepa\.predictor_depth: must be >= 0"),
+        (["--optim.global_batch_size", "33"], r"optim\.global_batch_size \(33\) must be a multiple of optim\.micro"),
         (["--jepa.lambda", "-1"], r"jepa\.lambda: must be >= 0"),
         (["--data.source", "jsonl"], r"data\.path: required when data\.source is jsonl"),
         (["--model.gradient_checkpointing", "maybe"], r"expected true or false"),
@@ -101,8 +136,98 @@ def test_bad_key_fails_before_any_model_loads(tmp_path):
 
 
 def test_launcher_local_rank_argument_is_dropped():
-    assert split_args(["--local_rank=0", "--config", "a.yaml", "--jepa.lambda", "1"]) == ("a.yaml", ["--jepa.lambda", "1"])
-    assert split_args(["--local_rank", "3", "--config=b.yaml"]) == ("b.yaml", [])
+    assert split_args(["--local_rank=0", "--config", "a.yaml", "--jepa.lambda", "1"]) == (
+        ["a.yaml"], ["--jepa.lambda", "1"], False)
+    assert split_args(["--local_rank", "3", "--config=b.yaml", "--dry-run", "--config", "c.yaml"]) == (
+        ["b.yaml", "c.yaml"], [], True)
+
+
+def test_help_lists_every_option_with_its_default_and_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for line in ("--jepa.lambda (default 1.0)", "--jepa.predictor_depth (default 2)", "--optim.lr (default 1e-05)",
+                 "--anchor.l2_lambda (default 0.0)", "--optim.global_batch_size (default 0)"):
+        assert line in text
+    assert "0 = identity predictor" in text and "weight of 1 - cos(pred, z_H)" in text
+    # every field of every section is listed, with its help
+    for section in dataclasses.fields(TrainConfig):
+        for f in dataclasses.fields(section.default_factory):
+            key = "lambda" if f.name == "lambda_" else f.name
+            assert f"--{section.name}.{key} (default " in text and f.metadata["help"] in text
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+def test_every_shipped_config_resolves_under_dry_run(name, capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    path = CONFIGS / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text()).get("data", {})
+    extra = ["--data.path", "completed-by-caller"] if data.get("source") in ("jsonl", "text") and \
+        not data.get("path") and not data.get("generate") else []
+    main(["--config", str(path), "--dry-run", "--run.output_dir", str(tmp_path / "never"), *extra])
+    printed = capsys.readouterr().out
+    resolved = yaml.safe_load(printed)
+    expected = resolve_batch(load_config(path, ["--run.output_dir", str(tmp_path / "never"), *extra]), 1)
+    assert to_dict(expected) == resolved
+    assert "rows per optimizer step" in printed and not (tmp_path / "never").exists()
+
+
+def test_global_batch_derives_the_accumulation_from_the_world_size(monkeypatch, capsys):
+    """The paper's 32 on 2 ranks at micro-batch 2 is accumulation 8; a world size that does not divide fails."""
+    cfg = load_config(None, ["--optim.global_batch_size", "32", "--optim.micro_batch_size", "2"])
+    assert resolve_batch(cfg, 2).optim.grad_accum == 8
+    assert resolve_batch(cfg, 8).optim.grad_accum == 2 and deepspeed_config(cfg)["gradient_accumulation_steps"] == 2
+    with pytest.raises(ConfigError, match=r"optim.global_batch_size 32 cannot be split over 3 ranks x "
+                                          r"optim.micro_batch_size 2: it must be a multiple of 6"):
+        resolve_batch(cfg, 3)
+    unset = load_config(None, ["--optim.grad_accum", "5"])
+    assert resolve_batch(unset, 4).optim.grad_accum == 5  # 0 keeps today's behaviour
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    main(["--config", str(CONFIGS / "gsm8k_jepa.yaml"), "--dry-run"])
+    assert "# 2 rank(s) x micro-batch 2 x accumulation 8 = 32 rows per optimizer step" in capsys.readouterr().out
+
+
+def test_indivisible_world_size_fails_before_any_model_loads(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"config error: optim.global_batch_size 32 cannot be split over 3 ranks"):
+        main(["--config", str(CONFIGS / "gsm8k_jepa.yaml"), "--model.pretrained", str(tmp_path / "missing"),
+              "--run.output_dir", str(out)])
+    assert not out.exists()
+
+
+def test_later_config_files_override_earlier_ones(tmp_path):
+    override = tmp_path / "o.yaml"
+    override.write_text("model:\n  family: dream\njepa:\n  lambda: 0.25\n")
+    cfg = load_config([CONFIGS / "gsm8k_jepa.yaml", override], ["--jepa.predictor_depth", "5"])
+    assert (cfg.model.family, cfg.jepa.lambda_, cfg.jepa.predictor_depth) == ("dream", 0.25, 5)
+    assert cfg.data.source == "gsm8k"
+
+
+def test_config_and_model_args_share_one_coercion():
+    from lm_eval_diffusion import coerce as shared
+    from lm_eval_diffusion.harness import DiffusionLMArgs
+
+    assert config_module.coerce is shared.coerce  # the trainer imports the plugin's helper, not a copy
+    args, _ = DiffusionLMArgs.from_kwargs({"pretrained": "x", "steps": "128.0", "mask_id": "None",
+                                           "batch_size": "Auto", "logits_eos_inf": "yes", "eps": "1e-3"})
+    assert (args.steps, args.mask_id, args.batch_size, args.logits_eos_inf, args.eps) == (128, None, "auto", True, 1e-3)
+    cfg = load_config(None, ["--optim.max_steps", "128.0", "--model.mask_id", "None", "--run.tensorboard", "yes",
+                             "--optim.lr", "1e-3"])
+    assert (cfg.optim.max_steps, cfg.model.mask_id, cfg.run.tensorboard, cfg.optim.lr) == (128, None, True, 1e-3)
+    for bad in ("1.5", "true"):
+        with pytest.raises(ConfigError, match=r"optim.max_steps: expected an integer"):
+            load_config(None, ["--optim.max_steps", bad])
+
+
+def test_allowed_values_are_defined_once():
+    import lm_eval_diffusion
+    from dllm_jepa_train import objectives
+    from lm_eval_diffusion import backbone, task_data
+
+    assert backbone.FAMILIES is lm_eval_diffusion.FAMILIES and config_module.MODEL_FAMILIES[1:] == backbone.FAMILIES
+    assert objectives.LOSS_NORMS is config_module.LOSS_NORMS and config_module.TASKS is task_data.TASKS
 
 
 def test_resolved_config_round_trips(tmp_path):

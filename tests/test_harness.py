@@ -61,9 +61,9 @@ def test_unknown_model_args_list_the_allowed_keys(tiny_checkpoints):
 
 def test_bad_values_name_the_key(tiny_checkpoints):
     path = str(tiny_checkpoints["llada"])
-    with pytest.raises(ValueError, match="model_args steps must be an integer, got 'many'"):
+    with pytest.raises(ValueError, match="model_args steps: expected an integer, got 'many'"):
         DiffusionLM(pretrained=path, steps="many")
-    with pytest.raises(ValueError, match="logits_eos_inf must be true or false"):
+    with pytest.raises(ValueError, match="model_args logits_eos_inf: expected true or false, got 'maybe'"):
         DiffusionLM(pretrained=path, logits_eos_inf="maybe")
     with pytest.raises(ValueError, match="remasking='top' is not one of low_confidence, random"):
         DiffusionLM(pretrained=path, remasking="top")

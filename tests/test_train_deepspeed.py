@@ -42,10 +42,10 @@ def _free_port() -> str:
         return str(s.getsockname()[1])
 
 
-def launch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def launch(args: list[str], cwd: Path, num_ranks: int = 1) -> subprocess.CompletedProcess:
     launcher = Path(sys.executable).parent / "deepspeed"
     assert launcher.is_file(), f"the deepspeed launcher is not installed beside {sys.executable}"
-    cmd = [str(launcher), "--num_gpus", "1", "--master_port", _free_port(), str(MAIN), *args]
+    cmd = [str(launcher), "--num_gpus", str(num_ranks), "--master_port", _free_port(), str(MAIN), *args]
     return subprocess.run(cmd, check=False, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
 
 
@@ -135,3 +135,36 @@ def test_plain_python_tiny_config_builds_data_and_model_and_trains(tmp_path):
     assert json.loads((out / "deepspeed_config.json").read_text())["zero_optimization"]["stage"] == 2
     assert [m["step"] for m in _metrics(out)] == [1, 2, 3]
     assert (out / "final" / "modeling_llada_tiny.py").is_file()
+
+
+def test_two_ranks_of_zero2_reach_the_weights_of_one_rank_with_accumulation(runs, tiny_checkpoints, tmp_path):
+    """optim.global_batch_size 4 on 2 ranks (micro 2, accumulation 1) = the fixture's 1 rank x 2 x 2."""
+    two = launch(flags(tiny_checkpoints["llada"], runs["data"], tmp_path / "two", *COMMON,
+                       "--optim.global_batch_size", "4", engine="deepspeed"), tmp_path, num_ranks=2)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    assert "batch: 2 rank(s) x micro-batch 2 x accumulation 1 = 4 rows" in two.stdout + two.stderr
+    assert json.loads((tmp_path / "two" / "deepspeed_config.json").read_text())["gradient_accumulation_steps"] == 1
+    one, both = _weights(runs["full"] / "final"), _weights(tmp_path / "two" / "final")
+    assert set(one) == set(both)
+    worst = max((one[k] - both[k]).abs().max().item() for k in one)
+    assert worst < 1e-4, worst
+    for got, want in zip(_metrics(tmp_path / "two"), _metrics(runs["full"])):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+
+
+def test_identity_predictor_trains_the_tiny_config_under_the_launcher_and_exports_for_llada_diffusion(tmp_path):
+    out = tmp_path / "nopred"
+    proc = launch(["--config", str(CONFIGS / "tiny_jepa.yaml"), "--run.output_dir", str(out), "--optim.max_steps", "3",
+                   "--jepa.predictor_depth", "0", "--run.save_every", "0"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((out / "final" / "jepa" / "config.json").read_text())["predictor_depth"] == 0
+    assert load_file(str(out / "final" / "jepa" / "predictor.safetensors")) == {}
+    assert all(m["loss_jepa"] is not None for m in _metrics(out))
+    from lm_eval.api.instance import Instance
+
+    from lm_eval_diffusion.harness import DiffusionLM
+
+    lm = DiffusionLM(pretrained=str(out / "final"), steps=4, gen_length=8, block_length=8, device="cpu")
+    request = Instance("generate_until", {}, ("Question: 1 + 1 =", {"until": ["\n"], "max_gen_toks": 8}), 0)
+    (text,) = lm.generate_until([request])
+    assert isinstance(text, str)

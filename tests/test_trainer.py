@@ -60,8 +60,10 @@ def test_two_steps_change_every_trainable_parameter(tmp_path, tiny_checkpoints, 
         for key in ("loss_diff", "loss_jepa", "cosine", "lr", "grad_norm", "tokens_per_s", "seconds_per_step",
                     "peak_memory_gb"):
             assert isinstance(r[key], float) and r[key] == r[key], key
-        assert set(r["collapse"]) == {"z_context", "z_target"}
-        assert set(r["collapse"]["z_target"]) == {"per_dim_std_mean", "effective_rank", "cosine_diversity"}
+        assert set(r["collapse"]) == {"window", "ranks", "z_context", "z_target"} and r["collapse"]["ranks"] == 1
+        assert set(r["collapse"]["z_target"]) == {"per_dim_std_mean", "effective_rank", "cosine_diversity",
+                                                  "centred_effective_rank", "centred_cosine_diversity"}
+    assert [r["collapse"]["window"] for r in lines] == [4, 8]  # 2 x 2 rows per step, rolling
     assert (tmp_path / "run" / "config.yaml").is_file()
 
 
@@ -320,3 +322,99 @@ def test_warmup_then_cosine_schedule():
     assert cosine_lr(4, 100, 0.05) == pytest.approx(1.0)
     assert cosine_lr(52, 100, 0.05) == pytest.approx(0.5, abs=0.02)
     assert cosine_lr(100, 100, 0.05) == pytest.approx(0.0)
+
+
+def test_predictor_depth_zero_is_the_identity_and_the_loss_is_the_two_view_cosine(tmp_path, tiny_checkpoints, jsonl):
+    from dllm_jepa_train.jepa import IdentityPredictor
+
+    tr = trainer(tiny_checkpoints["llada"], jsonl, tmp_path / "run", "--jepa.predictor_depth", "0")
+    module = tr.engine.module
+    assert isinstance(module.predictor, IdentityPredictor) and list(module.predictor.parameters()) == []
+    _, batches = tr.step_batches(0)
+    batch = batches[0]
+    keep_context = ~batch["context_masked"] & ~batch["is_padding"]
+    keep_target = ~batch["target_masked"] & ~batch["is_padding"]
+    with torch.no_grad():
+        _, z_context, prediction = module(batch["context_ids"], keep_context)
+        z_target = tr.target.encode(batch["target_ids"], keep_target)
+    assert torch.equal(prediction, z_context)
+    by_hand = 1 - torch.nn.functional.cosine_similarity(z_context, z_target, dim=-1)
+    from dllm_jepa_train.objectives import jepa_loss
+
+    torch.testing.assert_close(jepa_loss(prediction, z_target), by_hand)
+    before = clone_params(module)
+    final = tr.train()
+    assert all(not torch.equal(p, before[n]) for n, p in module.named_parameters())  # the cosine trains the backbone
+    assert load_file(str(final / "jepa" / "predictor.safetensors")) == {}
+    assert json.loads((final / "jepa" / "config.json").read_text())["predictor_depth"] == 0
+
+
+def test_symmetric_views_draw_independent_masks_at_the_same_rate(tmp_path, tiny_checkpoints, jsonl):
+    tr = trainer(tiny_checkpoints["llada"], jsonl, tmp_path / "run", "--diffusion.t_context", "0.3",
+                 "--jepa.t_target", "0.3")
+    batch = tr.step_batches(0)[1][0]
+    assert torch.equal(batch["context_t"], batch["target_t"]) and float(batch["context_t"][0]) == pytest.approx(0.3)
+    assert not torch.equal(batch["context_masked"], batch["target_masked"])  # two draws, not one view twice
+    tr.train()
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["loss_jepa"] <= 2.0 for r in lines)
+
+
+def test_dream_override_set_trains_the_tiny_dream_model(tmp_path, tiny_checkpoints, jsonl):
+    configs = PROJECT / "dllm_jepa_train" / "configs"
+    cfg = load_config([configs / "tiny_jepa.yaml", configs / "dream7b.yaml"],
+                      flags(tiny_checkpoints["dream"], jsonl, tmp_path / "run", "--data.generate", "false"))
+    assert cfg.model.family == "dream"
+    tr = build_trainer(cfg)
+    assert tr.spec.family == "dream" and tr.checkpointing == "hf"
+    before = clone_params(tr.engine.module)
+    final = tr.train()
+    assert all(not torch.equal(p, before[n]) for n, p in tr.engine.module.named_parameters())
+    from lm_eval_diffusion.backbone import load_backbone
+
+    assert load_backbone(str(final), probe_padding=False).spec.family == "dream"
+
+
+def test_collapse_log_rolls_a_window_of_pooled_vectors_over_steps(tmp_path, tiny_checkpoints, jsonl):
+    """collapse_every 3, window 8, 4 rows per step: a log step needs its own and the previous step's rows;
+    the buffer keeps the last 8 (step 5's rows push out step 2's)."""
+    tr = trainer(tiny_checkpoints["llada"], jsonl, tmp_path / "run", "--jepa.collapse_every", "3",
+                 "--jepa.collapse_window", "8", "--optim.max_steps", "5")
+    snapshots = {}
+    original = tr._collapse
+
+    def spy(step, z_context, z_target):
+        out = original(step, z_context, z_target)
+        snapshots[step] = tr.collapse_buffer["z_target"].clone()
+        return out
+
+    tr._collapse = spy
+    tr.train()
+    # steps 1 and 4 lie outside the next log step's window (2 steps x 4 rows = 8): they gather nothing
+    assert [snapshots[s].shape[0] for s in range(1, 6)] == [0, 4, 8, 8, 8]
+    assert torch.equal(snapshots[3][:4], snapshots[2])  # step 2's rows, then step 3's
+    assert torch.equal(snapshots[4], snapshots[3])
+    assert not torch.equal(snapshots[5], snapshots[4])  # step 5 is inside it
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert ["collapse" in r for r in lines] == [False, False, True, False, False]
+    collapse = lines[2]["collapse"]
+    assert collapse["window"] == 8
+    from dllm_jepa_train.objectives import collapse_stats
+
+    stats, centred = collapse_stats(snapshots[3], seed=3), collapse_stats(snapshots[3], seed=3, center=True)
+    assert collapse["z_target"]["effective_rank"] == pytest.approx(stats["effective_rank"])
+    assert collapse["z_target"]["centred_effective_rank"] == pytest.approx(centred["effective_rank"])
+    log = (tmp_path / "run" / "train.log").read_text()  # the trainer's logger does not propagate
+    assert "collapse z_L (window 8 vectors, 1 rank(s)): per-dim std" in log and "| centred: effective rank" in log
+
+
+def test_centred_collapse_stats_see_through_a_shared_mean_direction():
+    """Rows = a large common offset + small independent noise: uncentred they look collapsed, centred not."""
+    gen = torch.Generator().manual_seed(0)
+    z = 10.0 * torch.ones(64, 16) + 0.1 * torch.randn(64, 16, generator=gen)
+    from dllm_jepa_train.objectives import collapse_stats
+
+    uncentred, centred = collapse_stats(z), collapse_stats(z, center=True)
+    assert uncentred["effective_rank"] < 1.1 and uncentred["cosine_diversity"] < 0.01
+    assert centred["effective_rank"] > 10 and centred["cosine_diversity"] > 0.5
+    assert centred["per_dim_std_mean"] == pytest.approx(uncentred["per_dim_std_mean"])

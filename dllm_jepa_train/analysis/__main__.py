@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(collapse)
     collapse.add_argument("--out", default="collapse.json", help="JSON output path")
 
-    compare = sub.add_parser("compare", help="baseline vs JEPA/anchor table over seeds, flags, plots")
+    compare = sub.add_parser("compare", help="baseline vs JEPA/anchor per cell over seeds, grids, A.1 statistics, "
+                                             "flags, plots")
     compare.add_argument("--results", nargs="*", default=[], help="lm-eval results files or output folders")
     compare.add_argument("--run", action="append", default=[], metavar="METHOD:SEED:PATH",
                          help="label a results file/folder or a checkpoint folder (repeatable)")
@@ -94,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--drift", nargs="*", default=[], help="drift JSON outputs")
     compare.add_argument("--baseline", default="baseline", help="method the others are compared with")
     compare.add_argument("--percent", action="store_true", help="show lm-eval metrics x 100")
+    compare.add_argument("--select-on", nargs="*", default=[], metavar="RESULTS",
+                         help="lm-eval results of the same runs on a held-out dev split: grids pick their best "
+                              "cell by these instead of the evaluation split (which is optimistic)")
+    compare.add_argument("--select-task", default=None,
+                         help="task of the --select-on results to select by (needed when they hold several)")
     compare.add_argument("--out", default="compare_out", help="folder for compare.md, compare.json and PNGs")
     return parser
 
@@ -130,7 +136,8 @@ def run_command(args: argparse.Namespace) -> str:
         return format_collapse(result) + f"\nwrote {write_json(args.out, result)}"
     from dllm_jepa_train.analysis.compare import run_compare
 
-    report = run_compare(args.results, args.run, args.probe, args.drift, args.out, args.baseline, args.percent)
+    report = run_compare(args.results, args.run, args.probe, args.drift, args.out, args.baseline, args.percent,
+                         args.select_on, args.select_task)
     return report["markdown"] + f"\nwrote {args.out}/compare.md, compare.json" + (
         "".join(f", {p}" for p in report["plots"].values()))
 

@@ -36,8 +36,10 @@ import torch
 from tqdm import tqdm
 
 from dllm_jepa_train.analysis import AnalysisError
-from dllm_jepa_train.analysis.common import checkpoint_label, find_run_config, load_documents, load_model, release
-from dllm_jepa_train.config import ConfigError, DataConfig, DiffusionConfig, JepaConfig, t_range
+from dllm_jepa_train.analysis.common import (
+    checkpoint_label, find_run_config, load_documents, load_model, load_run_config, release,
+)
+from dllm_jepa_train.config import ConfigError, DataConfig, t_range
 from dllm_jepa_train.data import DiffusionCollator, load_examples, tokenize_examples
 from dllm_jepa_train.objectives import collapse_stats, pool_embeddings
 
@@ -85,28 +87,6 @@ def parse_rate(value: Any, key: str) -> tuple[float, float]:
         raise AnalysisError(str(err)) from None
 
 
-def read_run_config(path: Path) -> dict[str, Any]:
-    """The trainer's saved config as {section: {key: value}}; AnalysisError naming the file."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
-        raise AnalysisError(f"run config {path} cannot be read: {err}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise AnalysisError(f"run config {path} must be a mapping of sections to mappings")
-    return data
-
-
-def data_config(section: dict[str, Any], path: Path) -> DataConfig:
-    """A DataConfig from the run config's `data` section (unknown keys are an error)."""
-    known = {f.name for f in dataclasses.fields(DataConfig)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise AnalysisError(f"run config {path}: unknown data keys {unknown}; allowed: {sorted(known)}")
-    return DataConfig(**section)
-
-
 def heldout_split(source: str) -> str:
     """The first non-train split of a task source (gsm8k: test; spider, nlrx, django: validation)."""
     from lm_eval_diffusion.task_data import SPLITS
@@ -119,12 +99,12 @@ def heldout_split(source: str) -> str:
 
 
 def heldout_examples(
-    settings: CollapseSettings, run_cfg: dict | None, cfg_path: Path | None, tokenizer: Any
+    settings: CollapseSettings, run_cfg: Any | None, cfg_path: Path | None, tokenizer: Any
 ) -> tuple[list, str]:
     """(prompt, response, has_specials) examples of the run's held-out data and a description of the source."""
     if run_cfg is None or cfg_path is None:
         raise AnalysisError("--data run: no run config found beside the checkpoint; pass --config")
-    data = data_config(run_cfg.get("data", {}), cfg_path)
+    data = run_cfg.data
     if data.source == "jsonl" or (data.source == "text" and data.path):
         raise AnalysisError(f"run config {cfg_path}: data source {data.source} ({data.path}) has no held-out "
                             "split; use --data wikitext (or --text-file with held-out documents)")
@@ -190,18 +170,17 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
     cfg_path = Path(settings.config) if settings.config else find_run_config(checkpoint)
     if settings.config and not cfg_path.is_file():
         raise AnalysisError(f"run config {cfg_path} does not exist")
-    run_cfg = read_run_config(cfg_path) if cfg_path else None
-    sections = run_cfg or {}
-    run_t_context = sections.get("diffusion", {}).get("t_context", DiffusionConfig().t_context)
-    run_t_target = sections.get("jepa", {}).get("t_target", JepaConfig().t_target)
+    run_cfg = load_run_config(cfg_path) if cfg_path else None
     if run_cfg is None:  # a base checkpoint: A.7's rates unless given
         run_t_context, run_t_target = BASE_T_CONTEXT, BASE_T_TARGET
+    else:
+        run_t_context, run_t_target = run_cfg.diffusion.t_context, run_cfg.jepa.t_target
     t_context = parse_rate(settings.t_context if settings.t_context is not None else run_t_context, "t_context")
     t_target = parse_rate(settings.t_target if settings.t_target is not None else run_t_target, "t_target")
-    seed = settings.seed if settings.seed is not None else int(sections.get("run", {}).get("seed", 0))
-    data_section = sections.get("data", {})
-    max_length = settings.max_length or int(data_section.get("max_length", DataConfig().max_length))
-    use_attention_mask = bool(data_section.get("use_attention_mask", DataConfig().use_attention_mask))
+    seed = settings.seed if settings.seed is not None else (run_cfg.run.seed if run_cfg else 0)
+    data = run_cfg.data if run_cfg else DataConfig()
+    max_length = settings.max_length or data.max_length
+    use_attention_mask = data.use_attention_mask
 
     ema_path = Path(checkpoint) / EMA_FILE
     target = settings.target

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,70 @@ def method_name(jepa_lambda: float, l2_lambda: float) -> str:
     return "jepa" if jepa_lambda > 0 else "baseline"
 
 
+# Config keys that do not change what a run learns (bookkeeping, machine paths, diagnostics); every
+# other key is part of a run's cell. With optim.global_batch_size set, how the batch is split over ranks
+# (micro-batch, accumulation) is left out too: the saved accumulation depends on the world size.
+NON_IDENTITY_KEYS = (
+    "run.seed", "run.output_dir", "run.engine", "run.precision", "run.zero_stage", "run.deepspeed_config",
+    "run.save_every", "run.save_total_limit", "run.save_epochs", "run.resume", "run.log_every", "run.tensorboard",
+    "run.debug_nan_at_step", "run.debug_sigkill_at_step", "data.data_dir", "data.spider_db_dir", "data.path",
+    "model.gradient_checkpointing", "model.trust_remote_code", "jepa.collapse_every", "jepa.collapse_window",
+    "jepa.ema_shadow",
+)
+BATCH_SPLIT_KEYS = ("optim.micro_batch_size", "optim.grad_accum")
+# Short names of the keys the paper's tables vary, for labels.
+SHORT_NAMES = {"model.pretrained": "backbone", "data.source": "task", "diffusion.t_context": "t_L",
+               "jepa.t_target": "t_H", "jepa.lambda": "λ", "jepa.predictor_depth": "k", "optim.lr": "lr",
+               "anchor.l2_lambda": "λ_L2"}
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Who a run is: its cell (the config facts it shares with its baseline), its method and the method's
+    own settings (`variant`: jepa.* for JEPA, anchor.l2_lambda for the anchor), and its seed."""
+
+    cell: tuple[tuple[str, Any], ...]
+    method: str
+    variant: tuple[tuple[str, Any], ...]
+    seed: int
+    config: Path | None = None
+
+    @property
+    def ablation(self) -> str:
+        """'no predictor' (identity predictor), 'symmetric views' (t_H = t_L), or ''."""
+        facts = dict(self.variant)
+        names = []
+        if facts.get("jepa.predictor_depth") == 0:
+            names.append("no predictor")
+        if "jepa.t_target" in facts and facts["jepa.t_target"] == dict(self.cell).get("diffusion.t_context"):
+            names.append("symmetric views")
+        return ", ".join(names)
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def identity_from_config(cfg: Any, config_path: Path | None = None) -> RunIdentity:
+    """The RunIdentity of a typed TrainConfig (see `NON_IDENTITY_KEYS` for what is left out)."""
+    from dllm_jepa_train.config import to_dict
+
+    flat = {f"{section}.{key}": _hashable(value) for section, values in to_dict(cfg).items()
+            for key, value in values.items()}
+    if cfg.model.pretrained:
+        flat = {k: v for k, v in flat.items() if not k.startswith("tiny.")}
+    if cfg.data.source in ("jsonl", "text") and cfg.data.path:
+        flat["data.file"] = Path(cfg.data.path).name  # which data, not where it lies on this machine
+    method = method_name(cfg.jepa.lambda_, cfg.anchor.l2_lambda)
+    variant = {k: v for k, v in flat.items()
+               if (k.startswith("jepa.") and cfg.jepa.lambda_ > 0) or (k == "anchor.l2_lambda" and cfg.anchor.l2_lambda > 0)}
+    ignored = NON_IDENTITY_KEYS + (BATCH_SPLIT_KEYS if cfg.optim.global_batch_size else ())
+    cell = {k: v for k, v in flat.items()
+            if k not in variant and not k.startswith("jepa.") and k != "anchor.l2_lambda" and k not in ignored}
+    variant = {k: v for k, v in variant.items() if k not in NON_IDENTITY_KEYS}
+    return RunIdentity(tuple(cell.items()), method, tuple(variant.items()), int(cfg.run.seed), config_path)
+
+
 def find_run_config(checkpoint: str) -> Path | None:
     """The trainer's saved config of the run that exported `checkpoint` (<run_dir>/final -> <run_dir>/config.yaml).
 
@@ -219,37 +284,22 @@ def find_run_config(checkpoint: str) -> Path | None:
     return None
 
 
-def run_identity(checkpoint: str) -> tuple[str, int, Path] | None:
-    """(method, seed, config path) from the run config beside `checkpoint`; None when there is none.
+def load_run_config(path: Path, what: str = "") -> Any:
+    """The typed config at `path` through the one config owner; AnalysisError naming the file."""
+    from dllm_jepa_train.config import ConfigError, read_run_config
 
-    Only `run.seed`, `jepa.lambda` and `anchor.l2_lambda` are read; a key the file lacks takes the
-    trainer's default, exactly as the trainer would have run it. The rest is not validated, so a config
-    whose paths do not exist on this machine still identifies its run.
-    """
+    try:
+        return read_run_config(path)
+    except ConfigError as err:
+        raise AnalysisError(f"run config {path}{f' (of {what})' if what else ''}: {err}") from None
+
+
+def run_identity(checkpoint: str) -> RunIdentity | None:
+    """The RunIdentity from the run config beside `checkpoint`; None when there is none."""
     path = find_run_config(checkpoint)
     if path is None:
         return None
-    import yaml
-
-    from dllm_jepa_train.config import AnchorConfig, JepaConfig, RunConfig
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise AnalysisError(f"run config {path} (of checkpoint {checkpoint}) cannot be parsed: {err}") from None
-    if not isinstance(data, dict):
-        raise AnalysisError(f"run config {path} must be a mapping of sections, got {type(data).__name__}")
-    wanted = (("run", "seed", RunConfig().seed, int), ("jepa", "lambda", JepaConfig().lambda_, float),
-              ("anchor", "l2_lambda", AnchorConfig().l2_lambda, float))
-    values = []
-    for section, key, default, kind in wanted:
-        raw = (data.get(section) or {}).get(key, default) if isinstance(data.get(section) or {}, dict) else None
-        try:
-            values.append(kind(raw))
-        except (TypeError, ValueError):
-            raise AnalysisError(f"run config {path}: {section}.{key} must be a number, got {raw!r}") from None
-    seed, jepa_lambda, l2_lambda = values
-    return method_name(jepa_lambda, l2_lambda), int(seed), path
+    return identity_from_config(load_run_config(path, f"checkpoint {checkpoint}"), path)
 
 
 def finite(value: float, what: str) -> float:

@@ -1,16 +1,28 @@
 """Compare baseline, JEPA and anchor runs over seeds: lm-eval results, probe and drift -> Markdown, JSON, PNGs.
 
-A run is (method, seed). Both come from the trainer's saved config of the checkpoint that was
-evaluated (`model_args` pretrained=<run_dir>/final -> <run_dir>/config.yaml: `run.seed`, `jepa.lambda`
-= 0 -> baseline, > 0 -> jepa, `anchor.l2_lambda` > 0 -> anchor), or from a `--run METHOD:SEED:PATH`
-label, where PATH is an lm-eval results file, a folder of them, or a checkpoint folder. Probe and drift
-outputs are attached to runs by their fine-tune checkpoint paths.
+A run is identified by its cell, then its method (with the method's own settings), then its seed,
+all read from the trainer's saved config of the checkpoint that was evaluated (`model_args`
+pretrained=<run_dir>/final -> <run_dir>/config.yaml, through `dllm_jepa_train.config`). The cell is
+every setting that changes what a run learns (backbone, task, schedule t_L / lr / epochs, ...), the
+method is baseline (jepa.lambda 0), jepa, anchor or jepa+anchor, and the variant its own settings
+(lambda, k, t_H, ...; k = 0 is the "no predictor" ablation, t_H = t_L "symmetric views"). A
+`--run METHOD:SEED:PATH` label (PATH: an lm-eval results file, a folder of them, or a checkpoint
+folder) sets method and seed; the cell still comes from the run config when there is one. Probe and
+drift outputs are attached to runs by their fine-tune checkpoint paths.
 
-Per task and metric, each method is compared with the baseline over the seeds both have: the
-baseline's and the method's mean +- population std, the paired delta (method - baseline, per seed)
-mean +- population std, and n. Seeds one method has and the other lacks, and settings that differ
-between runs (few-shot count, steps, gen_length, block_length, generation kwargs, limit, sample count),
-are flagged, never silently dropped.
+Per cell, task and metric, each method variant is compared with the cell's baseline over the seeds
+both have: the baseline's and the method's mean +- population std, the paired delta (method -
+baseline, per seed) mean +- population std, and n. A method swept over one or two settings in a cell
+(the paper's Tables 7 and 11: rows lambda, columns k) is also printed as a grid, mean +- std per cell,
+baseline in the caption, with a heat-map PNG; the best cell is marked "selected on the evaluation
+split (optimistic)", or selected on held-out dev results (`--select-on`). Seeds one method has and
+the other lacks, settings that differ between runs (few-shot count, steps, gen_length, block_length,
+generation kwargs, limit, sample count, the task's metadata version) are flagged, never dropped.
+
+Drift vs forgetting (paper A.1): per method, Pearson r between mean drift and probe delta pooled
+over every run given (choose the cells by the probe / drift files you pass), with a 95% confidence
+interval from Fisher's z (tanh(atanh r +- 1.96 / sqrt(n - 3))), and Fisher's r-to-z test between
+methods (two-sided p from the normal CDF); below n = 4 both say "n too small".
 
 Smallest run (lm-eval output folders; probe/drift JSONs optional):
 
@@ -28,7 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from dllm_jepa_train.analysis import AnalysisError
-from dllm_jepa_train.analysis.common import checkpoint_label, read_json, run_identity, write_json
+from dllm_jepa_train.analysis.common import (
+    SHORT_NAMES,
+    RunIdentity,
+    checkpoint_label,
+    find_run_config,
+    read_json,
+    run_identity,
+    write_json,
+)
 from dllm_jepa_train.analysis.drift import THIRDS, ratio
 
 log = logging.getLogger(__name__)
@@ -37,6 +57,9 @@ METHOD_ORDER = ("baseline", "jepa", "anchor", "jepa+anchor")
 # Settings that make two lm-eval runs incomparable when they differ; read from the results' `config`
 # (which the llada_diffusion harness fills with its resolved arguments), else from `model_args`.
 MODEL_SETTINGS = ("steps", "gen_length", "block_length")
+SELECTED_ON_EVAL = "selected on the evaluation split (optimistic)"
+MIN_CORRELATION_N = 4  # Fisher's z needs n - 3 >= 1
+Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 PROBE_TASK = "(probe)"
 DRIFT_TASK = "(drift)"
 # Probe/drift settings that do not change their numbers, so they may differ between files.
@@ -45,10 +68,9 @@ IGNORED_ANALYSIS_SETTINGS = ("batch_size", "device", "text_file")  # text_file: 
 
 @dataclass
 class RunData:
-    """Everything known about one (method, seed) run."""
+    """Everything known about one run (cell, method, variant, seed)."""
 
-    method: str
-    seed: int
+    identity: RunIdentity
     checkpoint: str | None = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> "metric,filter" -> value
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> setting -> value
@@ -56,10 +78,20 @@ class RunData:
     dates: dict[str, float] = field(default_factory=dict)  # task -> lm-eval's `date` of that file
     probe: dict | None = None  # {"loss", "delta", "base", "file"}
     drift: dict | None = None  # {"mean", "thirds", "per_layer", "base", "file"}
+    cell_label: str = ""  # the cell's settings that differ between the cells of this report
+    method_label: str = ""  # method, ablation, and the variant settings swept in this report
+
+    @property
+    def method(self) -> str:
+        return self.identity.method
+
+    @property
+    def seed(self) -> int:
+        return self.identity.seed
 
     @property
     def label(self) -> str:
-        return f"{self.method} s{self.seed}"
+        return f"{self.cell_label + ' · ' if self.cell_label else ''}{self.method_label or self.method} s{self.seed}"
 
 
 @dataclass
@@ -147,41 +179,52 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-def identify(checkpoint: str | None, labels: Labels, what: str) -> tuple[str, int]:
-    """(method, seed) of `checkpoint` from a --run label or its run config; AnalysisError naming `what`."""
+def identify(checkpoint: str | None, labels: Labels, what: str, label: tuple[str, int] | None = None) -> RunIdentity:
+    """The RunIdentity of `checkpoint`: its run config, with method and seed from a --run label if given."""
+    if checkpoint is not None and label is None:
+        label = labels.by_checkpoint.get(checkpoint_label(checkpoint))
+    found = run_identity(checkpoint) if checkpoint is not None else None
+    if label is not None:
+        if found is None:
+            return RunIdentity((), label[0], (), label[1])
+        return RunIdentity(found.cell, label[0], found.variant, label[1], found.config)
     if checkpoint is None:
         raise AnalysisError(f"{what}: no checkpoint path (model_args pretrained=...) to find its run config; "
                             f"label it with --run METHOD:SEED:{what}")
-    key = checkpoint_label(checkpoint)
-    if key in labels.by_checkpoint:
-        return labels.by_checkpoint[key]
-    found = run_identity(checkpoint)
     if found is None:
         raise AnalysisError(
             f"{what}: checkpoint {checkpoint} has no run config (<run_dir>/config.yaml beside it); "
             f"label it with --run METHOD:SEED:{what} or --run METHOD:SEED:{checkpoint}"
         )
-    return found[0], found[1]
+    return found
+
+
+RunKey = tuple  # (cell, method, variant, seed) of a RunIdentity
+
+
+def run_key(identity: RunIdentity) -> RunKey:
+    return identity.cell, identity.method, identity.variant, identity.seed
 
 
 class RunTable:
-    """The runs by (method, seed), with the flags raised while filling them."""
+    """The runs by identity (cell, method, variant, seed), with the flags raised while filling them."""
 
     def __init__(self) -> None:
-        self.runs: dict[tuple[str, int], RunData] = {}
+        self.runs: dict[RunKey, RunData] = {}
         self.duplicates: list[str] = []
 
-    def get(self, method: str, seed: int, checkpoint: str | None, what: str) -> RunData:
-        """The run (method, seed), created on first use; AnalysisError if two checkpoints claim it."""
-        run = self.runs.setdefault((method, seed), RunData(method, seed))
+    def get(self, identity: RunIdentity, checkpoint: str | None, what: str) -> RunData:
+        """The run of `identity`, created on first use; AnalysisError if two checkpoints claim it."""
+        run = self.runs.setdefault(run_key(identity), RunData(identity))
         if checkpoint is not None:
             key = checkpoint_label(checkpoint)
             if run.checkpoint is None:
                 run.checkpoint = key
             elif run.checkpoint != key:
+                method, seed = identity.method, identity.seed
                 raise AnalysisError(
-                    f"{what}: checkpoints {run.checkpoint} and {key} both claim {method} seed {seed}; give them "
-                    f"distinct methods with --run (e.g. --run {method}-b:{seed}:<results or checkpoint>)"
+                    f"{what}: checkpoints {run.checkpoint} and {key} both claim {method} seed {seed} of the same "
+                    f"cell; give them distinct methods with --run (e.g. --run {method}-b:{seed}:<results or checkpoint>)"
                 )
         return run
 
@@ -194,12 +237,12 @@ class RunTable:
         config = data.get("config") if isinstance(data.get("config"), dict) else {}
         model_args = parse_model_args(config.get("model_args"), file)
         checkpoint = model_args.get("pretrained")
-        labelled = labels.by_results.get(str(file.resolve()))
-        method, seed = labelled if labelled else identify(checkpoint, labels, str(file))
-        run = self.get(method, seed, checkpoint, str(file))
+        identity = identify(checkpoint, labels, str(file), labels.by_results.get(str(file.resolve())))
+        run = self.get(identity, checkpoint, str(file))
         configs = data.get("configs") if isinstance(data.get("configs"), dict) else {}
         n_shot = data.get("n-shot") if isinstance(data.get("n-shot"), dict) else {}
         n_samples = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
+        versions = data.get("versions") if isinstance(data.get("versions"), dict) else {}
         date = float(data.get("date") or file.stat().st_mtime)
         for task, values in results.items():
             if not isinstance(values, dict):
@@ -221,6 +264,7 @@ class RunTable:
                 "generation_kwargs": task_config.get("generation_kwargs"),
                 "limit": config.get("limit"),
                 "effective_samples": (n_samples.get(task) or {}).get("effective"),
+                "version": (task_config.get("metadata") or {}).get("version", versions.get(task)),
             }
             for name in MODEL_SETTINGS:
                 settings[name] = _normalise(config[name] if name in config else model_args.get(name))
@@ -244,8 +288,8 @@ class RunTable:
             if not isinstance(entry, dict) or any(k not in entry for k in needed):
                 raise AnalysisError(f"{command} file {file}: a fine-tune entry lacks one of {needed}: {entry!r}")
             checkpoint = entry.get("path") or entry.get("checkpoint")
-            method, seed = identify(checkpoint, labels, f"{file} (fine-tune {checkpoint})")
-            run = self.get(method, seed, checkpoint, str(file))
+            identity = identify(checkpoint, labels, f"{file} (fine-tune {checkpoint})")
+            run = self.get(identity, checkpoint, str(file))
             if command == "probe":
                 record = {"loss": entry["loss"], "delta": entry["delta"], "base": base["path"], "file": str(file)}
             else:
@@ -312,10 +356,12 @@ def row_order(key: tuple[str, str]) -> tuple:
     return (0, task, 0, metric)
 
 
-def compare_methods(runs: dict[tuple[str, int], RunData], baseline: str, method: str) -> dict:
-    """Rows of baseline -> method per (task, metric) over the seeds both have, and the missing seeds."""
-    base_runs = {s: r for (m, s), r in runs.items() if m == baseline}
-    other_runs = {s: r for (m, s), r in runs.items() if m == method}
+def compare_methods(base_runs: dict[int, RunData], other_runs: dict[int, RunData], baseline: str,
+                    method: str) -> dict:
+    """Rows of baseline -> method per (task, metric) over the seeds both have, and the missing seeds.
+
+    `base_runs` and `other_runs` map seed -> run, both of one cell.
+    """
     base_values = {s: run_values(r) for s, r in base_runs.items()}
     other_values = {s: run_values(r) for s, r in other_runs.items()}
     keys = sorted({k for v in list(base_values.values()) + list(other_values.values()) for k in v}, key=row_order)
@@ -351,17 +397,102 @@ def compare_methods(runs: dict[tuple[str, int], RunData], baseline: str, method:
             "drift_ratio": drift_ratio}
 
 
-def ordered_runs(runs: dict[tuple[str, int], RunData]) -> list[RunData]:
-    """Runs by method (paper order first) and then seed."""
-    methods = method_order({m for m, _ in runs})
-    return sorted(runs.values(), key=lambda r: (methods.index(r.method), r.seed))
+def _sort_value(value: Any) -> tuple:
+    return (0, value, "") if isinstance(value, (int, float)) and not isinstance(value, bool) else (1, 0, str(value))
+
+
+def ordered_runs(runs: dict[RunKey, RunData]) -> list[RunData]:
+    """Runs by cell, method (paper order first), variant and then seed."""
+    methods = method_order({r.method for r in runs.values()})
+    return sorted(runs.values(), key=lambda r: (
+        [(k, _sort_value(v)) for k, v in r.identity.cell], methods.index(r.method),
+        [(k, _sort_value(v)) for k, v in r.identity.variant], r.seed))
+
+
+def _short(key: str) -> str:
+    return SHORT_NAMES.get(key, key)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _differing(facts: list[tuple[tuple[str, Any], ...]]) -> list[str]:
+    """Keys whose value (or presence) differs between the given fact tuples, in first-seen order."""
+    dicts = [dict(f) for f in facts]
+    keys = list(dict.fromkeys(k for d in dicts for k in d))
+    return [k for k in keys if len({repr(d.get(k, "<unset>")) for d in dicts}) > 1]
+
+
+def cell_title(identity: RunIdentity) -> str:
+    """The cell's paper-facing description: backbone, task, t_L, lr (whatever it has of them)."""
+    cell = dict(identity.cell)
+    parts = []
+    backbone = cell.get("model.pretrained")
+    if backbone is not None:
+        parts.append(Path(str(backbone)).name if backbone else f"tiny-{cell.get('tiny.family', '?')}")
+    parts += [_fmt(cell["data.source"])] if "data.source" in cell else []
+    parts += [f"{_short(k)} {_fmt(cell[k])}" for k in ("diffusion.t_context", "optim.lr") if k in cell]
+    return " · ".join(parts) or "unidentified cell (--run labels without a run config)"
+
+
+def label_runs(runs: dict[RunKey, RunData]) -> dict[str, list[str]]:
+    """Set each run's cell and method labels from what varies in this report; return the swept keys.
+
+    Returns {"cell": keys that differ between cells, METHOD: variant keys that differ between that
+    method's variants} (the report's "swept keys").
+    """
+    cell_keys = _differing(list({r.identity.cell for r in runs.values()}))
+    swept: dict[str, list[str]] = {"cell": cell_keys}
+    for method in {r.method for r in runs.values()}:
+        variants = list({r.identity.variant for r in runs.values() if r.method == method and r.identity.variant})
+        swept[method] = _differing(variants)
+    for run in runs.values():
+        cell = dict(run.identity.cell)
+        run.cell_label = ", ".join(f"{_short(k)}={_fmt(cell[k])}" for k in cell_keys if k in cell)
+        variant = dict(run.identity.variant)
+        parts = [f"{_short(k)}={_fmt(variant[k])}" for k in swept[run.method] if k in variant]
+        if run.identity.ablation:
+            parts.append(run.identity.ablation)
+        run.method_label = run.method + (f" ({', '.join(parts)})" if parts else "")
+    return swept
+
+
+def fisher_ci(r: float | None, n: int) -> list[float] | None:
+    """95% confidence interval of a Pearson r from n points via Fisher's z; None when n < 4 or r = +-1."""
+    if r is None or n < MIN_CORRELATION_N or abs(r) >= 1.0:
+        return None
+    z, half = math.atanh(r), Z_95 / math.sqrt(n - 3)
+    return [math.tanh(z - half), math.tanh(z + half)]
+
+
+def normal_cdf(x: float) -> float:
+    """Standard normal CDF through math.erf (no scipy needed for one function)."""
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def r_to_z_test(r1: float, n1: int, r2: float, n2: int) -> dict | None:
+    """Fisher's test of r1 = r2 for independent samples: {"z", "p"} (two-sided); None when n < 4 or |r| = 1."""
+    if min(n1, n2) < MIN_CORRELATION_N or max(abs(r1), abs(r2)) >= 1.0:
+        return None
+    z = (math.atanh(r1) - math.atanh(r2)) / math.sqrt(1.0 / (n1 - 3) + 1.0 / (n2 - 3))
+    return {"z": z, "p": 2.0 * (1.0 - normal_cdf(abs(z)))}
+
+
+def higher_is_better(metric: str) -> bool:
+    """lm-eval metrics are scores, except error rates and losses (e.g. spider_exec's exec_error)."""
+    return not any(word in metric for word in ("error", "loss"))
 
 
 def _describe(value: Any) -> str:
     return "unset" if value is None else str(value)
 
 
-def mismatched_settings(runs: dict[tuple[str, int], RunData], analysis_settings: dict[str, list]) -> list[str]:
+def mismatched_settings(runs: dict[RunKey, RunData], analysis_settings: dict[str, list]) -> list[str]:
     """One line per (task, setting) whose value differs between runs, and per differing probe/drift setup."""
     flags = []
     tasks = sorted({t for r in runs.values() for t in r.settings})
@@ -400,7 +531,8 @@ def render_markdown(report: dict, percent: bool) -> str:
                  f"(> 0 = forgetting). Drift: 1 - cos to the base, mean over layers and per third.")
     for comparison in report["comparisons"]:
         b, m = comparison["baseline"], comparison["method"]
-        lines += ["", f"## {b} → {m}", "",
+        heading = f"## {b} → {m}" + (f" ({comparison['cell_label']})" if comparison["cell_label"] else "")
+        lines += ["", heading, "", f"Cell: {comparison['cell']}", "",
                   f"| Task | Metric | {b} | {m} | Δ ({m} − {b}) | n |", "|---|---|---|---|---|---|"]
         for row in comparison["rows"]:
             is_eval = row["task"] not in (PROBE_TASK, DRIFT_TASK)
@@ -417,12 +549,20 @@ def render_markdown(report: dict, percent: bool) -> str:
             parts = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a"
                               for k, v in ratio.items() if k != "n")
             lines += ["", f"Drift ratio {m} / {b} (ratio of seed means, n = {ratio['n']}): {parts}"]
+    for grid in report["grids"]:
+        lines += render_grid(grid, percent)
     correlations = report["correlations"]
     if correlations:
-        lines += ["", "## Drift vs forgetting", ""]
+        lines += ["", "## Drift vs forgetting (pooled over the runs given, per method)", ""]
         for method, entry in correlations.items():
             r = f"{entry['pearson_r']:+.3f}" if entry["pearson_r"] is not None else "n/a"
-            lines.append(f"- {method}: Pearson r = {r} over {entry['n']} runs")
+            ci = (f", 95% CI [{entry['ci95'][0]:+.2f}, {entry['ci95'][1]:+.2f}] (Fisher z)" if entry["ci95"]
+                  else f", no CI ({entry.get('note', 'r undefined or ±1')})")
+            lines.append(f"- {method}: Pearson r = {r} over {entry['n']} runs{ci}")
+        for test in report["correlation_tests"]:
+            result = (f"z = {test['z']:+.2f}, p = {test['p']:.3f} (two-sided)" if test["z"] is not None
+                      else test.get("note", "n too small"))
+            lines.append(f"- r({test['a']}) vs r({test['b']}), Fisher r-to-z: {result}")
     lines += ["", "## Flags", ""]
     flags = report["flags"]
     any_flag = False
@@ -433,18 +573,175 @@ def render_markdown(report: dict, percent: bool) -> str:
             any_flag = True
     if not any_flag:
         lines.append("- none")
-    lines += ["", "## Runs", "", "| method | seed | checkpoint | results files | probe | drift |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "## Runs", "", "| run | method | seed | checkpoint | results files | probe | drift |",
+              "|---|---|---|---|---|---|---|"]
     for run in report["runs"]:
         files = ", ".join(sorted(set(run["results_files"].values()))) or "—"
         probe = run["probe"]["file"] if run["probe"] else "—"
         drift = run["drift"]["file"] if run["drift"] else "—"
-        lines.append(f"| {run['method']} | {run['seed']} | {run['checkpoint'] or '—'} | {files} | {probe} | {drift} |")
+        lines.append(f"| {run['label']} | {run['method']} | {run['seed']} | {run['checkpoint'] or '—'} | {files} | "
+                     f"{probe} | {drift} |")
     if report["plots"]:
         lines += ["", "## Plots", ""]
         for name, path in report["plots"].items():
             lines.append(f"![{name}]({Path(path).name})")
     return "\n".join(lines) + "\n"
+
+
+def _grid_axes(keys: list[str]) -> tuple[str, str | None]:
+    """(row key, column key) of a grid over one or two swept keys: lambda in rows, k in columns (Table 7)."""
+    if len(keys) == 1:
+        return keys[0], None
+    rows = "jepa.lambda" if "jepa.lambda" in keys else keys[0]
+    return rows, next(k for k in keys if k != rows)
+
+
+def build_grids(by_cell: dict[tuple, list[RunData]], swept: dict[str, list[str]], baseline: str,
+                dev_runs: dict[RunKey, RunData] | None, select_task: str | None) -> list[dict]:
+    """Grid tables (rows x columns of a method's swept settings) per cell, lm-eval task and metric."""
+    grids = []
+    for cell, cell_runs in by_cell.items():
+        base_runs = [r for r in cell_runs if r.method == baseline]
+        for method in method_order({r.method for r in cell_runs} - {baseline}):
+            runs = [r for r in cell_runs if r.method == method]
+            keys = swept.get(method, [])
+            variants = {r.identity.variant for r in runs}
+            if not 1 <= len(keys) <= 2 or len(variants) < 2:
+                continue
+            row_key, col_key = _grid_axes(keys)
+            metrics = sorted({(t, m) for r in runs for t, ms in r.metrics.items() for m in ms})
+            for task, metric in metrics:
+                grids.append(_grid(cell_runs[0].identity, method, runs, base_runs, row_key, col_key, task, metric,
+                                   dev_runs, select_task))
+    return grids
+
+
+def _axis_value(run: RunData, key: str | None) -> Any:
+    return None if key is None else dict(run.identity.variant).get(key)
+
+
+def _grid(identity: RunIdentity, method: str, runs: list[RunData], base_runs: list[RunData], row_key: str,
+          col_key: str | None, task: str, metric: str, dev_runs: dict[RunKey, RunData] | None,
+          select_task: str | None) -> dict:
+    by_position: dict[tuple, list[float]] = defaultdict(list)
+    variants: dict[tuple, tuple] = {}
+    for run in runs:
+        position = (_axis_value(run, row_key), _axis_value(run, col_key))
+        variants[position] = run.identity.variant
+        if metric in run.metrics.get(task, {}):
+            by_position[position].append(run.metrics[task][metric])
+    row_values = sorted({p[0] for p in variants}, key=_sort_value)
+    col_values = sorted({p[1] for p in variants}, key=_sort_value)
+    cells = []
+    for position, values in by_position.items():
+        mean, std = mean_std(values)
+        cells.append({"row": position[0], "col": position[1], "mean": mean, "std": std, "n": len(values)})
+    base_values = [r.metrics[task][metric] for r in base_runs if metric in r.metrics.get(task, {})]
+    base = dict(zip(("mean", "std"), mean_std(base_values)), n=len(base_values)) if base_values else None
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    if dev_runs is None:
+        scores = {(c["row"], c["col"]): c["mean"] for c in cells}
+        selection = SELECTED_ON_EVAL
+    else:
+        scores, selection = _dev_scores(identity, method, variants, metric, dev_runs, select_task)
+    best = max(scores, key=lambda p: sign * scores[p]) if scores else None
+    return {"cell": cell_title(identity), "method": method, "task": task, "metric": metric, "rows_key": row_key,
+            "cols_key": col_key, "row_values": row_values, "col_values": col_values, "cells": cells,
+            "baseline": base, "best": list(best) if best is not None else None, "selection": selection,
+            "higher_is_better": sign > 0}
+
+
+def _dev_scores(identity: RunIdentity, method: str, variants: dict[tuple, tuple], metric: str,
+                dev_runs: dict[RunKey, RunData], select_task: str | None) -> tuple[dict, str]:
+    """Mean over seeds of each grid position's dev-split `metric`; AnalysisError when a position has none."""
+    scores = {}
+    for position, variant in variants.items():
+        values = []
+        for (cell, m, v, _), run in dev_runs.items():
+            if (cell, m, v) != (identity.cell, method, variant):
+                continue
+            tasks = [select_task] if select_task else sorted(run.metrics)
+            if len(tasks) != 1:
+                raise AnalysisError(f"--select-on results of {run.label} hold tasks {tasks}; pick one with --select-task")
+            if metric in run.metrics.get(tasks[0], {}):
+                values.append(run.metrics[tasks[0]][metric])
+        if not values:
+            raise AnalysisError(f"--select-on: no dev-split {metric} for {method} {dict(variant)} in cell "
+                                f"{cell_title(identity)}; evaluate every grid cell on the dev split")
+        scores[position] = mean_std(values)[0]
+    return scores, f"selected on the dev split ({select_task or 'the --select-on results'}), mean over seeds"
+
+
+def correlation_report(points: list[tuple[str, int, float, float]], methods: list[str]) -> tuple[dict, list[dict]]:
+    """Per method: Pearson r of (drift, forgetting) pooled over its runs, n, 95% CI; r-to-z tests between methods."""
+    correlations = {}
+    for method in methods:
+        xs = [x for m, _, x, _ in points if m == method]
+        ys = [y for m, _, _, y in points if m == method]
+        if xs:
+            r = pearson(xs, ys)
+            entry = {"pearson_r": r, "n": len(xs), "ci95": fisher_ci(r, len(xs))}
+            if len(xs) < MIN_CORRELATION_N:
+                entry["note"] = "n too small"
+            correlations[method] = entry
+    tests = []
+    names = [m for m in methods if m in correlations]
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ca, cb = correlations[a], correlations[b]
+            result = None
+            if ca["pearson_r"] is not None and cb["pearson_r"] is not None:
+                result = r_to_z_test(ca["pearson_r"], ca["n"], cb["pearson_r"], cb["n"])
+            tests.append({"a": a, "b": b, **(result or {"z": None, "p": None, "note": "n too small"})})
+    return correlations, tests
+
+
+def _read_tables(results: list[str], run_args: list[str], probe_files: list[str], drift_files: list[str],
+                 labels: Labels, labelled_files: list[Path]) -> tuple[RunTable, dict[str, list]]:
+    files = list(labelled_files)
+    seen = {f.resolve() for f in files}
+    for path in results:
+        for file in results_files(path):
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                files.append(file)
+    table = RunTable()
+    for file in files:
+        table.add_results(file, labels)
+    analysis_settings: dict[str, list] = {"probe": [], "drift": []}
+    for command, paths in (("probe", probe_files), ("drift", drift_files)):
+        for path in paths:
+            analysis_settings[command].append((str(path), table.add_analysis(Path(path), command, labels)))
+    return table, analysis_settings
+
+
+def render_grid(grid: dict, percent: bool) -> list[str]:
+    """Markdown lines of one grid: rows x columns of mean ± std (n), best cell in bold, baseline in the caption."""
+    scale, digits = (100.0, 2) if percent else (1.0, 4)
+    row_name, col_name = _short(grid["rows_key"]), _short(grid["cols_key"]) if grid["cols_key"] else ""
+    by_position = {(_fmt(c["row"]), _fmt(c["col"])): c for c in grid["cells"]}
+    best = (_fmt(grid["best"][0]), _fmt(grid["best"][1])) if grid["best"] else None
+    base = grid["baseline"]
+    caption = (f"baseline: {_cell(base['mean'], base['std'], digits, scale)} (n = {base['n']})" if base
+               else "baseline: no run")
+    cols = grid["col_values"]
+    header = f"| {row_name} \\ {col_name} | " + " | ".join(_fmt(c) for c in cols) + " |" if grid["cols_key"] \
+        else f"| {row_name} | {grid['method']} |"
+    lines = ["", f"## Grid: {grid['method']} over {row_name}{' × ' + col_name if col_name else ''}, "
+                 f"{grid['task']} {grid['metric']}", "",
+             f"Cell: {grid['cell']}. {caption}. Mean ± population std over seeds (n); **bold**: the best cell, "
+             f"{grid['selection']}" + ("" if grid["higher_is_better"] else " (lower is better)") + ".", "",
+             header, "|---|" + "---|" * max(1, len(cols) if grid["cols_key"] else 1)]
+    for row in grid["row_values"]:
+        cells = []
+        for col in cols:
+            cell = by_position.get((_fmt(row), _fmt(col)))
+            text = f"{_cell(cell['mean'], cell['std'], digits, scale)} ({cell['n']})" if cell else "—"
+            cells.append(f"**{text}**" if best == (_fmt(row), _fmt(col)) else text)
+        lines.append(f"| {_fmt(row)} | " + " | ".join(cells) + " |")
+    if grid.get("plot"):
+        lines += ["", f"![heat map]({Path(grid['plot']).name})"]
+    return lines
 
 
 def run_compare(
@@ -455,48 +752,51 @@ def run_compare(
     out_dir: str,
     baseline: str = "baseline",
     percent: bool = False,
+    select_on: list[str] | None = None,
+    select_task: str | None = None,
 ) -> dict:
     """Build the comparison report, write compare.md, compare.json and the PNG plots to `out_dir`."""
-    labels, labelled_files = build_labels(run_args)
-    files = list(labelled_files)
-    seen = {f.resolve() for f in files}
-    for path in results:
-        for file in results_files(path):
-            if file.resolve() not in seen:
-                seen.add(file.resolve())
-                files.append(file)
-    if not files and not probe_files and not drift_files:
+    if not results and not run_args and not probe_files and not drift_files:
         raise AnalysisError("nothing to compare: give --results, --run, --probe or --drift")
-    table = RunTable()
-    for file in files:
-        table.add_results(file, labels)
-    analysis_settings: dict[str, list] = {"probe": [], "drift": []}
-    for command, paths in (("probe", probe_files), ("drift", drift_files)):
-        for path in paths:
-            analysis_settings[command].append((str(path), table.add_analysis(Path(path), command, labels)))
+    labels, labelled_files = build_labels(run_args)
+    table, analysis_settings = _read_tables(results, run_args, probe_files, drift_files, labels, labelled_files)
     runs = table.runs
-    methods = method_order({m for m, _ in runs})
+    methods = method_order({r.method for r in runs.values()})
     if baseline not in methods:
         raise AnalysisError(f"no {baseline!r} runs found (methods present: {', '.join(methods) or 'none'}); "
                             "pass --baseline NAME or label runs with --run")
-    comparisons = [compare_methods(runs, baseline, m) for m in methods if m != baseline]
+    swept = label_runs(runs)
+    ordered = ordered_runs(runs)
+    by_cell: dict[tuple, list[RunData]] = defaultdict(list)
+    for run in ordered:
+        by_cell[run.identity.cell].append(run)
+    comparisons = []
+    for cell, cell_runs in by_cell.items():
+        base_runs = {r.seed: r for r in cell_runs if r.method == baseline}
+        variants = list(dict.fromkeys((r.method, r.identity.variant) for r in cell_runs if r.method != baseline))
+        for method, variant in variants:
+            others = {r.seed: r for r in cell_runs if (r.method, r.identity.variant) == (method, variant)}
+            label = next(iter(others.values())).method_label
+            comparison = compare_methods(base_runs, others, baseline, label)
+            comparison["cell"] = cell_title(cell_runs[0].identity)
+            comparison["cell_label"] = cell_runs[0].cell_label
+            comparisons.append(comparison)
     if not comparisons:
         raise AnalysisError(f"only {baseline!r} runs found; nothing to compare it with")
-    ordered = ordered_runs(runs)
+    dev_runs = None
+    if select_on:
+        dev_table, _ = _read_tables(select_on, [], [], [], labels, [])
+        dev_runs = dev_table.runs
+    grids = build_grids(by_cell, swept, baseline, dev_runs, select_task)
     points = [(r.method, r.seed, float(r.drift["mean"]), float(r.probe["delta"]))
               for r in ordered if r.drift is not None and r.probe is not None]
-    correlations = {}
-    for method in methods:
-        xs = [x for m, _, x, _ in points if m == method]
-        ys = [y for m, _, _, y in points if m == method]
-        if xs:
-            correlations[method] = {"pearson_r": pearson(xs, ys), "n": len(xs)}
+    correlations, correlation_tests = correlation_report(points, methods)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots: dict[str, str] = {}
     curves = [(r.method, r.seed, r.drift["per_layer"]) for r in ordered if r.drift is not None]
-    if curves or points:
-        from dllm_jepa_train.analysis.plots import plot_drift_curves, plot_drift_vs_forgetting
+    if curves or points or grids:
+        from dllm_jepa_train.analysis.plots import plot_drift_curves, plot_drift_vs_forgetting, plot_grid
 
         if curves:
             plots["drift_curves"] = str(plot_drift_curves(curves, out / "drift_curves.png"))
@@ -504,6 +804,8 @@ def run_compare(
             r_by_method = {m: c["pearson_r"] for m, c in correlations.items()}
             scatter = plot_drift_vs_forgetting(points, r_by_method, out / "drift_vs_forgetting.png")
             plots["drift_vs_forgetting"] = str(scatter)
+        for i, grid in enumerate(grids, 1):
+            grid["plot"] = plots[f"grid_{i}"] = str(plot_grid(grid, out / f"grid_{i}.png"))
     if not curves:
         log.warning("no drift results: the drift plots are not drawn (pass --drift)")
     elif not points:
@@ -512,13 +814,20 @@ def run_compare(
         "command": "compare",
         "baseline": baseline,
         "methods": methods,
-        "runs": [{"method": r.method, "seed": r.seed, "checkpoint": r.checkpoint, "metrics": r.metrics,
+        "swept_keys": swept,
+        "runs": [{"method": r.method, "seed": r.seed, "label": r.label, "cell": r.cell_label,
+                  "cell_settings": dict(r.identity.cell), "variant": dict(r.identity.variant),
+                  "ablation": r.identity.ablation, "checkpoint": r.checkpoint, "metrics": r.metrics,
                   "settings": r.settings, "results_files": r.sources, "probe": r.probe, "drift": r.drift}
                  for r in ordered],
         "comparisons": comparisons,
+        "grids": grids,
         "correlations": correlations,
+        "correlation_tests": correlation_tests,
         "flags": {
-            "missing_seeds": [f"{c['method']} vs {baseline}: {t}" for c in comparisons for t in c["missing_seeds"]],
+            "missing_seeds": [f"{c['method']} vs {baseline}"
+                              f"{' (' + c['cell_label'] + ')' if c['cell_label'] else ''}: {t}"
+                              for c in comparisons for t in c["missing_seeds"]],
             "mismatched_settings": mismatched_settings(runs, analysis_settings),
             "duplicates": table.duplicates,
         },

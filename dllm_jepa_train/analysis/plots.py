@@ -1,4 +1,4 @@
-"""PNG plots for `compare`: per-layer drift curves and drift vs forgetting, one colour per method.
+"""PNG plots for `compare`: per-layer drift curves, drift vs forgetting (one colour per method), grid heat maps.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so nothing global is switched and
 no display is needed.
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 METHOD_COLOURS = {"baseline": "tab:blue", "jepa": "tab:orange", "anchor": "tab:green", "jepa+anchor": "tab:red"}
@@ -73,4 +74,31 @@ def plot_drift_vs_forgetting(
     ax.set_title("Drift vs forgetting per run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return _save(fig, Path(path))
+
+
+def plot_grid(grid: dict, path: str | Path) -> Path:
+    """Heat map of a `compare` grid (rows x columns of seed means); the best cell is outlined."""
+    rows, cols = grid["row_values"], grid["col_values"]
+    means = {(repr(c["row"]), repr(c["col"])): c["mean"] for c in grid["cells"]}
+    values = [[means.get((repr(r), repr(c)), float("nan")) for c in cols] for r in rows]
+    fig = Figure(figsize=(1.6 + 1.1 * len(cols), 1.4 + 0.6 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="viridis", aspect="auto")
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            if value == value:  # not NaN
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="white", fontsize="small")
+    if grid["best"] is not None:
+        i = [repr(r) for r in rows].index(repr(grid["best"][0]))
+        j = [repr(c) for c in cols].index(repr(grid["best"][1]))
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+    ax.set_xlabel(grid["cols_key"] or "")
+    ax.set_ylabel(grid["rows_key"])
+    base = grid["baseline"]
+    ax.set_title(f"{grid['task']} {grid['metric']}" + (f" (baseline {base['mean']:.3f})" if base else ""),
+                 fontsize="small")
+    fig.colorbar(image, ax=ax)
     return _save(fig, Path(path))

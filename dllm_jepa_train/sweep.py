@@ -1,0 +1,262 @@
+"""Grids and ablations as files a cluster's own job system runs: resolved configs, launch.sh, eval.sh.
+
+    python -m dllm_jepa_train.sweep --config dllm_jepa_train/configs/gsm8k_jepa.yaml \
+        --grid jepa.lambda=0.5,1,2 --grid jepa.predictor_depth=1,2,3,4,5 --seeds 42,123,777 \
+        --eval-tasks gsm8k_dllm_0shot --out sweeps/table7            # Table 7: 15 cells + 1 baseline, x 3 seeds
+
+Smallest CPU run (prints the 2 x 2 grid's 4 JEPA runs and its baseline; writes nothing):
+
+    python -m dllm_jepa_train.sweep --config dllm_jepa_train/configs/tiny_jepa.yaml \
+        --grid jepa.lambda=0.5,1 --grid jepa.predictor_depth=1,2 --seeds 42 --out /tmp/sweep --dry-run
+
+Axes: every `--grid KEY=V1,V2,...` is crossed with the others; a `--pair K1,K2=A1:B1,A2:B2,...` moves
+its keys together (Table 9's (t_L, t_H) pairs). Values parse as YAML ("1e-5", "true", "0"); a value
+that holds a comma or colon cannot be written on these axes. Every run is a config resolved through
+`dllm_jepa_train.config` (validated: an unknown key or a bad value fails before anything is written)
+and written to <out>/configs/<run>.yaml with run.output_dir <out>/runs/<run> and run.seed set.
+
+The diffusion-only baseline (jepa.lambda 0) is added once per seed and per setting of the non-jepa
+axes (a baseline does not depend on lambda, k or t_H; it does on t_L), not once per k;
+`--no-baseline` leaves it out. Cells whose lambda is 0 are baselines and are deduplicated the same way.
+
+<out>/launch.sh: one `deepspeed [--hostfile F] [--num_gpus N] main.py --config <run>.yaml` line per run.
+<out>/eval.sh: one `accelerate launch -m lm_eval --model llada_diffusion ...` line per run with the
+table's protocol (`--eval-tasks`, `--num-fewshot`; Table 7 is 0-shot: gsm8k_dllm_0shot), results in
+<out>/eval/<run>. Then `python -m dllm_jepa_train.analysis compare --results <out>/eval --out <out>/report`
+prints the grid. <out>/sweep.json lists the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dllm_jepa_train.config import ConfigError, TrainConfig, load_config, save_config
+
+MAIN = Path(__file__).resolve().parent / "main.py"
+# Evaluation task of each training source (the paper's default protocol; override with --eval-tasks).
+EVAL_TASKS = {"gsm8k": "gsm8k_dllm", "spider": "spider_exec", "nlrx": "nlrx_synth", "django": "django_code"}
+
+
+@dataclass
+class Run:
+    """One run of the sweep: its name, the axis values it sets, its seed and resolved config."""
+
+    name: str
+    values: dict[str, Any]
+    seed: int
+    cfg: TrainConfig
+    is_baseline: bool
+
+
+def _parse_value(raw: str, key: str) -> Any:
+    if raw.strip() == "":
+        raise ConfigError(f"{key}: empty value in the sweep axis")
+    return yaml.safe_load(raw)
+
+
+def parse_grid(text: str) -> tuple[list[str], list[tuple]]:
+    """'KEY=V1,V2' -> ([KEY], [(V1,), (V2,)]); ConfigError when malformed."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or "." not in key:
+        raise ConfigError(f"--grid {text!r}: expected section.key=v1,v2,...")
+    return [key.strip()], [(_parse_value(v, key),) for v in raw.split(",")]
+
+
+def parse_pair(text: str) -> tuple[list[str], list[tuple]]:
+    """'K1,K2=A1:B1,A2:B2' -> ([K1, K2], [(A1, B1), (A2, B2)]); ConfigError when malformed."""
+    keys_text, sep, raw = text.partition("=")
+    keys = [k.strip() for k in keys_text.split(",")]
+    if not sep or len(keys) < 2 or not all("." in k for k in keys):
+        raise ConfigError(f"--pair {text!r}: expected section.k1,section.k2=a1:b1,a2:b2,...")
+    values = []
+    for item in raw.split(","):
+        parts = item.split(":")
+        if len(parts) != len(keys):
+            raise ConfigError(f"--pair {text!r}: {item!r} has {len(parts)} values for {len(keys)} keys")
+        values.append(tuple(_parse_value(p, k) for p, k in zip(parts, keys)))
+    return keys, values
+
+
+def _override_args(values: dict[str, Any]) -> list[str]:
+    return [arg for key, value in values.items() for arg in (f"--{key}", json.dumps(value))]
+
+
+def _token(key: str, value: Any) -> str:
+    text = f"{key.rsplit('.', 1)[-1]}{value}"
+    return re.sub(r"[^A-Za-z0-9.=+-]+", "-", text).strip("-")
+
+
+def run_name(stem: str, values: dict[str, Any], seed: int, is_baseline: bool) -> str:
+    """<config stem>__<axis values>_s<seed>; baselines are named 'baseline' plus their non-jepa values."""
+    shown = {k: v for k, v in values.items() if not (is_baseline and k.startswith("jepa."))}
+    parts = (["baseline"] if is_baseline else []) + [_token(k, v) for k, v in shown.items()]
+    return f"{stem}__{'_'.join(parts) or 'base'}_s{seed}"
+
+
+def expand(configs: list[str], axes: list[tuple[list[str], list[tuple]]], seeds: list[int], out: Path,
+           sets: list[str], add_baseline: bool) -> list[Run]:
+    """Every run of the sweep, each config resolved and validated; ConfigError before anything is written."""
+    if not configs:
+        raise ConfigError("--config is required")
+    if not seeds:
+        raise ConfigError("--seeds: give at least one seed")
+    keys = [k for axis_keys, _ in axes for k in axis_keys]
+    duplicated = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicated:
+        raise ConfigError(f"sweep keys {duplicated} appear on more than one axis")
+    for key in ("run.seed", "run.output_dir"):
+        if key in keys:
+            raise ConfigError(f"{key} is set by the sweep (--seeds, --out), not an axis")
+    stem = Path(configs[0]).stem
+    base_overrides = [arg for item in sets for arg in _set_arg(item)]
+    cells = [dict(zip([k for axis_keys, _ in axes for k in axis_keys], [v for combo in choice for v in combo]))
+             for choice in itertools.product(*[values for _, values in axes])] if axes else [{}]
+    runs: list[Run] = []
+    seen: set[str] = set()
+    for seed in seeds:
+        planned: list[tuple[dict[str, Any], bool]] = []
+        for values in cells:
+            cfg = _resolve(configs, base_overrides, values, seed, out / "runs" / "_")
+            planned.append((values, cfg.jepa.lambda_ == 0))
+            if add_baseline and cfg.jepa.lambda_ > 0:
+                planned.append(({**{k: v for k, v in values.items() if not k.startswith("jepa.")}, "jepa.lambda": 0},
+                                True))
+        for values, is_baseline in sorted(planned, key=lambda p: not p[1]):  # baselines first: JEPA cells compare to them
+            name = run_name(stem, values, seed, is_baseline)
+            if name in seen:
+                continue  # a baseline is shared by every cell with the same non-jepa values
+            seen.add(name)
+            cfg = _resolve(configs, base_overrides, values, seed, out / "runs" / name)
+            runs.append(Run(name, values, seed, cfg, is_baseline))
+    return runs
+
+
+def _set_arg(item: str) -> list[str]:
+    key, sep, raw = item.partition("=")
+    if not sep:
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    return [f"--{key.strip()}", raw]
+
+
+def _resolve(configs: list[str], base: list[str], values: dict[str, Any], seed: int, output_dir: Path) -> TrainConfig:
+    overrides = base + _override_args(values) + ["--run.seed", str(seed), "--run.output_dir", str(output_dir)]
+    try:
+        return load_config(configs, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"sweep cell {values or '(no axes)'} seed {seed}: {err}") from None
+
+
+def launch_line(config_path: Path, num_gpus: int | None, hostfile: str | None, launcher_args: str) -> str:
+    """One `deepspeed` command training the run whose resolved config is at `config_path`."""
+    parts = ["deepspeed"]
+    parts += ["--hostfile", shlex.quote(hostfile)] if hostfile else []
+    parts += ["--num_gpus", str(num_gpus)] if num_gpus else []
+    parts += shlex.split(launcher_args)
+    return " ".join(parts + [shlex.quote(str(MAIN)), "--config", shlex.quote(str(config_path))])
+
+
+def eval_line(run: Run, out: Path, tasks: str, num_fewshot: int | None, model_args: str, eval_args: str,
+              eval_launcher: str) -> str:
+    """One lm-eval command scoring the run's exported checkpoint with the table's protocol."""
+    pretrained = Path(run.cfg.run.output_dir) / "final"
+    args = f"pretrained={pretrained}" + (f",{model_args}" if model_args else "")
+    parts = shlex.split(eval_launcher) + ["-m", "lm_eval", "--model", "llada_diffusion", "--model_args", args,
+                                          "--tasks", tasks]
+    parts += ["--num_fewshot", str(num_fewshot)] if num_fewshot is not None else []
+    parts += shlex.split(eval_args) + ["--output_path", str(out / "eval" / run.name)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _script(header: str, lines: list[str]) -> str:
+    return "#!/usr/bin/env bash\n" + header + "set -euo pipefail\n" + "".join(line + "\n" for line in lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dllm_jepa_train.sweep", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", action="append", default=[], required=True,
+                        help="base config YAML (repeat to layer an override set, e.g. configs/dream7b.yaml)")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                        help="a crossed axis, e.g. jepa.lambda=0.5,1,2 (repeatable)")
+    parser.add_argument("--pair", action="append", default=[], metavar="K1,K2=A1:B1,A2:B2",
+                        help="keys moved together, e.g. diffusion.t_context,jepa.t_target=0.1:0.5,0.2:0.7")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a fixed override for every run, e.g. optim.max_steps=100 (repeatable)")
+    parser.add_argument("--seeds", default="42,123,777", help="comma-separated seeds (paper: 42,123,777)")
+    parser.add_argument("--out", required=True, help="folder for configs/, runs/, eval/, launch.sh, eval.sh")
+    parser.add_argument("--no-baseline", action="store_true", help="do not add the lambda = 0 baseline")
+    parser.add_argument("--num-gpus", type=int, default=None, help="passed to deepspeed as --num_gpus")
+    parser.add_argument("--hostfile", default=None, help="passed to deepspeed as --hostfile")
+    parser.add_argument("--launcher-args", default="", help="more deepspeed launcher arguments, e.g. '--master_port 29501'")
+    parser.add_argument("--eval-tasks", default=None,
+                        help="lm-eval tasks (default: the task of data.source, e.g. gsm8k_dllm); Table 7: gsm8k_dllm_0shot")
+    parser.add_argument("--num-fewshot", type=int, default=None, help="lm-eval --num_fewshot (default: the task's own)")
+    parser.add_argument("--model-args", default="", help="more llada_diffusion model_args, e.g. 'steps=128,batch_size=8'")
+    parser.add_argument("--eval-args", default="--batch_size 8",
+                        help="more lm_eval arguments, e.g. \"--batch_size 8 --metadata '{\\\"data_dir\\\": \\\"/data\\\"}'\"")
+    parser.add_argument("--eval-launcher", default="accelerate launch",
+                        help="what runs `-m lm_eval` (default: accelerate launch; e.g. 'accelerate launch --num_processes 8')")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs' commands; write nothing")
+    parser.add_argument("--overwrite", action="store_true", help="replace the scripts of an earlier sweep in --out")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: expand, validate, then write (or print) configs and scripts."""
+    args = build_parser().parse_args(argv)
+    out = Path(args.out).resolve()
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        print(f"error: --seeds {args.seeds!r}: expected comma-separated integers", file=sys.stderr)
+        return 2
+    try:
+        axes = [parse_grid(g) for g in args.grid] + [parse_pair(p) for p in args.pair]
+        runs = expand(args.config, axes, seeds, out, args.set, not args.no_baseline)
+        sources = {r.cfg.data.source for r in runs}
+        tasks = args.eval_tasks or ",".join(sorted({EVAL_TASKS[s] for s in sources if s in EVAL_TASKS}))
+        if not tasks:
+            raise ConfigError(f"--eval-tasks: no default lm-eval task for data.source {sorted(sources)}; name one")
+        if (out / "launch.sh").exists() and not args.overwrite and not args.dry_run:
+            raise ConfigError(f"{out} already holds a sweep (launch.sh); pass --overwrite or another --out")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    config_paths = {r.name: out / "configs" / f"{r.name}.yaml" for r in runs}
+    launches = [launch_line(config_paths[r.name], args.num_gpus, args.hostfile, args.launcher_args) for r in runs]
+    evals = [eval_line(r, out, tasks, args.num_fewshot, args.model_args, args.eval_args, args.eval_launcher)
+             for r in runs]
+    num_baselines = sum(r.is_baseline for r in runs)
+    summary = (f"{len(runs)} runs ({len(runs) - num_baselines} JEPA/ablation, {num_baselines} baseline) over "
+               f"seeds {','.join(map(str, seeds))}")
+    if args.dry_run:
+        print(f"# {summary}\n# launch\n" + "\n".join(launches) + "\n# eval\n" + "\n".join(evals))
+        return 0
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    for run in runs:
+        save_config(run.cfg, config_paths[run.name])
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "dllm_jepa_train.sweep", *(argv or sys.argv[1:])])
+    header = f"# written by: {command}\n# {summary}; each line is one job, in any order\n"
+    (out / "launch.sh").write_text(_script(header, launches))
+    (out / "eval.sh").write_text(_script(header.replace("in any order", "after its training run"), evals))
+    for name in ("launch.sh", "eval.sh"):
+        (out / name).chmod(0o755)
+    manifest = [{"name": r.name, "seed": r.seed, "values": r.values, "baseline": r.is_baseline,
+                 "config": str(config_paths[r.name]), "output_dir": r.cfg.run.output_dir} for r in runs]
+    (out / "sweep.json").write_text(json.dumps({"command": command, "runs": manifest}, indent=2) + "\n")
+    print(f"{summary}\nwrote {out}/configs/ ({len(runs)} configs), {out}/launch.sh, {out}/eval.sh, {out}/sweep.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
