@@ -48,7 +48,10 @@ def _python_pattern(brics: str) -> str:
 # Real data
 
 
-def test_every_gold_parses_and_is_dfa_equivalent_to_itself(golds: list[str]) -> None:
+def test_every_gold_parses_and_is_dfa_equivalent_to_itself(golds: list[str], monkeypatch) -> None:
+    # The 1 s wall-clock cap guards against hostile predictions; a few golds (e.g. `(...){7,}`) take
+    # close to it on a loaded 2-core machine, and this test checks the golds, not the machine's load.
+    monkeypatch.setattr(rx, "PREDICTION_TIME_LIMIT_S", 30.0)
     not_equal = [g for g in golds if not dfa_match(g, g)]
     assert not_equal == []
 
