@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from dllm_jepa_train.toy import TOY_DATA, TOY_MODELS, TOY_PREFIX, toy_name
 from lm_eval_diffusion import FAMILIES
 from lm_eval_diffusion.coerce import CoercionError, coerce
 from lm_eval_diffusion.task_data import SPLITS as TASK_SPLITS
@@ -45,7 +46,8 @@ def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) ->
 
 @dataclass
 class ModelConfig:
-    pretrained: str = option("", "local checkpoint dir or hub id; \"\" builds a tiny model on the fly (section tiny)")
+    pretrained: str = option("GSAI-ML/LLaDA-8B-Base", "local checkpoint dir, hub id, or toy:llada | toy:dream | toy:generic (a tiny model "
+                                 "that dllm_jepa_train.toy builds into <output_dir>/base, sized by section tiny)")
     family: str = option("auto", "auto (from config.model_type) | llada | dream | generic")
     mask_id: int | None = option(None, "override the family's mask id (None: config mask_token_id, then tokenizer)")
     revision: str | None = option(None, "hub revision of model.pretrained")
@@ -55,8 +57,7 @@ class ModelConfig:
 
 @dataclass
 class TinyConfig:
-    family: str = option("llada", "llada | dream | generic: which tiny model dllm_jepa_train.toy.models builds")
-    hidden_size: int = option(64, "width of the tiny model")
+    hidden_size: int = option(64, "width of the tiny model (section used only with model.pretrained toy:*)")
     num_layers: int = option(2, "transformer blocks of the tiny model")
     num_heads: int = option(4, "attention heads of the tiny model")
     vocab_size: int = option(512, "byte-level BPE vocabulary, trained on the generated data")
@@ -65,14 +66,14 @@ class TinyConfig:
 
 @dataclass
 class DataConfig:
-    source: str = option("gsm8k", "gsm8k | spider | nlrx | django (task suite data) | jsonl | text (a file at data.path)")
+    source: str = option("gsm8k", "gsm8k | spider | nlrx | django (task suite data) | jsonl | text (a file at data.path)"
+                                  " | toy:<task or text> (synthetic data that dllm_jepa_train.toy writes to <output_dir>/data)")
     split: str = option("train", "task split: train | validation | test")
     data_dir: str = option("", "task data root in the shared/data layout; \"\" = $DLLM_JEPA_DATA, else the hub")
     spider_db_dir: str = option("", "Spider sqlite folder; \"\" = <data_dir>/spider/database")
     path: str = option("", "file for source jsonl (prompt/response or messages per line) or text (one document per line)")
-    generate: bool = option(False, "write synthetic data (dllm_jepa_train.toy.synthetic) to <output_dir>/data and read it")
-    generate_scale: float = option(0.1, "size multiplier for the synthetic data")
-    generate_seed: int = option(0, "seed of the synthetic data")
+    generate_scale: float = option(0.1, "size multiplier of the synthetic data (toy: sources)")
+    generate_seed: int = option(0, "seed of the synthetic data (toy: sources)")
     max_length: int = option(512, "cap on prompt + response tokens; longer rows are truncated (and counted)")
     pad_to_max_length: bool = option(False, "pad every batch to max_length (fixed shapes); else to its longest row")
     use_attention_mask: bool = option(False, "False (LLaDA): the EOS fill is response, masked and scored; True: real padding")
@@ -301,22 +302,26 @@ def _at_least(value: float, low: float, key: str) -> None:
 def validate(cfg: TrainConfig) -> None:
     """The one check of every value; raises ConfigError naming the key and the allowed values."""
     _choice(cfg.model.family, MODEL_FAMILIES, "model.family")
-    _choice(cfg.tiny.family, FAMILIES, "tiny.family")
+    if not cfg.model.pretrained:
+        raise ConfigError("model.pretrained: required: a local checkpoint dir, a hub id, or "
+                          + " | ".join(TOY_PREFIX + f for f in TOY_MODELS))
+    if toy_name(cfg.model.pretrained) is not None:
+        _choice(cfg.model.pretrained, tuple(TOY_PREFIX + f for f in TOY_MODELS), "model.pretrained")
     for key in ("hidden_size", "num_layers", "num_heads"):
         _at_least(getattr(cfg.tiny, key), 1, f"tiny.{key}")
     if cfg.tiny.hidden_size % cfg.tiny.num_heads:
         raise ConfigError(f"tiny.hidden_size ({cfg.tiny.hidden_size}) must be a multiple of tiny.num_heads")
     _at_least(cfg.tiny.vocab_size, 300, "tiny.vocab_size")  # byte alphabet (256) plus specials and merges
-    _choice(cfg.data.source, DATA_SOURCES, "data.source")
+    _choice(cfg.data.source, DATA_SOURCES + tuple(TOY_PREFIX + d for d in TOY_DATA), "data.source")
+    is_toy_data = toy_name(cfg.data.source) is not None
     _choice(cfg.data.split, SPLITS, "data.split")
     if cfg.data.source == "jsonl" and not cfg.data.path:
         raise ConfigError("data.path: required when data.source is jsonl")
-    if cfg.data.source == "text" and not (cfg.data.path or cfg.data.generate or cfg.data.data_dir):
-        raise ConfigError("data.path: required when data.source is text (or data.generate / data.data_dir with text/)")
-    if cfg.data.source in ("jsonl",) and cfg.data.generate:
-        raise ConfigError("data.generate: the synthetic data has no jsonl file; use a task or text source")
-    if cfg.data.generate and cfg.data.data_dir:
-        raise ConfigError("data.data_dir: must be empty when data.generate is true (the data goes to <output_dir>/data)")
+    if cfg.data.source == "text" and not (cfg.data.path or cfg.data.data_dir):
+        raise ConfigError("data.path: required when data.source is text (or data.data_dir with text/, or toy:text)")
+    if is_toy_data and (cfg.data.data_dir or cfg.data.path):
+        raise ConfigError(f"data.data_dir / data.path: must be empty with data.source {cfg.data.source} "
+                          "(the synthetic data goes to <output_dir>/data)")
     if cfg.data.generate_scale <= 0:
         raise ConfigError(f"data.generate_scale: must be > 0, got {cfg.data.generate_scale}")
     _at_least(cfg.data.max_length, 8, "data.max_length")

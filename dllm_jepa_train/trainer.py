@@ -25,6 +25,7 @@ weights in the parameter dtype (+2 B/param under bf16). Gradient clipping sees t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -43,9 +44,10 @@ import torch
 import torch.distributed as dist
 
 from dllm_jepa_train import checkpoint as ckpt
-from dllm_jepa_train.config import TrainConfig, deepspeed_config, resolve_batch, save_config, t_range
+from dllm_jepa_train.config import DataConfig, TrainConfig, deepspeed_config, resolve_batch, save_config, t_range
 from dllm_jepa_train.data import DiffusionCollator, StepPlan, load_examples, tokenize_examples
 from dllm_jepa_train.jepa import EmaTarget, OnlineModel, backbone_heads, backbone_width, build_predictor
+from dllm_jepa_train.toy import toy_name
 from dllm_jepa_train.objectives import collapse_stats, diffusion_denominator, diffusion_loss, jepa_loss
 
 log = logging.getLogger("dllm_jepa_train")
@@ -662,19 +664,37 @@ class Trainer:
 
 
 # ------------------------------------------------------------------------------------ building
-def _prepare_tiny(cfg: TrainConfig, examples: list[tuple[str, str, bool]], data_dir: Path | None) -> str:
-    """Rank 0 trains a BPE tokenizer on the run's data and writes a tiny checkpoint to <output_dir>/base."""
-    from dllm_jepa_train.toy.models import build_tiny_checkpoint, build_tokenizer
+def _prepare_toy_inputs(cfg: TrainConfig, output_dir: Path, rank: int) -> tuple[DataConfig, Path | None, str]:
+    """(data config, data dir, checkpoint) with `toy:` names resolved by the toy package (rank 0 writes).
 
-    out = Path(cfg.run.output_dir) / "base"
-    if not (out / "config.json").is_file():
-        corpus = [p + r for p, r, _ in examples]
-        if data_dir is not None and (data_dir / "text" / "train.txt").is_file():
-            corpus += (data_dir / "text" / "train.txt").read_text(encoding="utf-8").split("\n")
-        tokenizer = build_tokenizer(corpus, vocab_size=cfg.tiny.vocab_size)
-        build_tiny_checkpoint(out, cfg.tiny.family, tokenizer, hidden_size=cfg.tiny.hidden_size,
-                              num_layers=cfg.tiny.num_layers, num_heads=cfg.tiny.num_heads, seed=cfg.tiny.seed)
-    return str(out)
+    Real names pass through unchanged; `dllm_jepa_train.toy` is imported only when a toy name is used.
+    """
+    data, data_dir = cfg.data, (Path(cfg.data.data_dir) if cfg.data.data_dir else None)
+    pretrained = cfg.model.pretrained
+    if toy_name(data.source) is None and toy_name(pretrained) is None:
+        return data, data_dir, pretrained
+    from dllm_jepa_train.toy.inputs import prepare_data, prepare_model
+
+    if toy_name(data.source) is not None:
+        task = toy_name(data.source)
+        data_dir = output_dir / "data"
+        if rank == 0:
+            prepare_data(data.source, data_dir, data.generate_seed, data.generate_scale)
+            log.info("synthetic data (%s) in %s", data.source, data_dir)
+        _barrier()
+        data = dataclasses.replace(data, source=task, data_dir=str(data_dir))
+    if toy_name(pretrained) is not None:
+        base = output_dir / "base"
+        if rank == 0:
+            corpus = [p + r for p, r, _ in load_examples(data, None, data_dir)]
+            if data_dir is not None and (data_dir / "text" / "train.txt").is_file():
+                corpus += (data_dir / "text" / "train.txt").read_text(encoding="utf-8").split("\n")
+            prepare_model(pretrained, base, corpus, hidden_size=cfg.tiny.hidden_size,
+                          num_layers=cfg.tiny.num_layers, num_heads=cfg.tiny.num_heads,
+                          vocab_size=cfg.tiny.vocab_size, seed=cfg.tiny.seed)
+        _barrier()
+        pretrained = str(base)
+    return data, data_dir, pretrained
 
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
@@ -692,22 +712,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
             (output_dir / "deepspeed_config.json").write_text(json.dumps(deepspeed_config(cfg), indent=2))
     set_seed(cfg.run.seed)
 
-    data_dir: Path | None = Path(cfg.data.data_dir) if cfg.data.data_dir else None
-    if cfg.data.generate:
-        data_dir = output_dir / "data"
-        if dist_info.rank == 0 and not (data_dir / "README.md").is_file():
-            from dllm_jepa_train.toy.synthetic import generate_all
-
-            counts = generate_all(data_dir, seed=cfg.data.generate_seed, scale=cfg.data.generate_scale)
-            log.info("generated synthetic data in %s: %s", data_dir, counts)
-        _barrier()
-
-    pretrained = cfg.model.pretrained
-    if not pretrained:
-        if dist_info.rank == 0:
-            _prepare_tiny(cfg, load_examples(cfg.data, None, data_dir), data_dir)
-        _barrier()
-        pretrained = str(output_dir / "base")
+    data_cfg, data_dir, pretrained = _prepare_toy_inputs(cfg, output_dir, dist_info.rank)
 
     if cfg.run.engine == "deepspeed":
         from deepspeed.accelerator import get_accelerator
@@ -722,10 +727,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     bb = load_backbone(pretrained, family=family, dtype=load_dtype, device=device,
                        trust_remote_code=cfg.model.trust_remote_code, mask_id=cfg.model.mask_id,
                        revision=cfg.model.revision, probe_padding=False)
-    examples = load_examples(cfg.data, bb.tokenizer, data_dir)
+    examples = load_examples(data_cfg, bb.tokenizer, data_dir)
     data = tokenize_examples(examples, bb.tokenizer, bb.spec.eos_id, cfg.data.max_length, bb.spec.shift_logits)
     rows = data.rows[: cfg.data.max_rows] if cfg.data.max_rows else data.rows
-    log.info("data %s/%s: %d rows (%d truncated to %d tokens, %d dropped: prompt too long)", cfg.data.source,
+    log.info("data %s/%s: %d rows (%d truncated to %d tokens, %d dropped: prompt too long)", data_cfg.source,
              cfg.data.split, len(rows), data.num_truncated, cfg.data.max_length, data.num_dropped)
     log.info("batch: %d rank(s) x micro-batch %d x accumulation %d = %d rows per optimizer step%s",
              dist_info.world_size, cfg.optim.micro_batch_size, cfg.optim.grad_accum,

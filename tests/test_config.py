@@ -39,7 +39,7 @@ def test_shipped_config_validates(name):
     # Configs whose file source has no path are templates their caller completes (the demo passes
     # --data.path); everything else in them must validate as written.
     overrides = ["--data.path", "completed-by-caller"] if data.get("source") in ("jsonl", "text") and \
-        not data.get("path") and not data.get("generate") else []
+        not data.get("path") else []
     load_config(path, overrides)
 
 
@@ -76,7 +76,9 @@ def test_paper_configs_carry_the_recipe(name):
 
 
 def test_tiny_and_demo_configs_keep_their_own_batch():
-    for name in ("tiny_jepa", "tiny_baseline", "demo_jepa", "demo_baseline", "demo_pretrain"):
+    for name in ("tiny_jepa", "tiny_baseline"):
+        assert load_config(CONFIGS / f"{name}.yaml").optim.global_batch_size == 0
+    for name in ("demo_jepa", "demo_baseline", "demo_pretrain"):  # the demo completes data.path
         assert load_config(CONFIGS / f"{name}.yaml", ["--data.path", "x"]).optim.global_batch_size == 0
 
 
@@ -164,7 +166,7 @@ def test_every_shipped_config_resolves_under_dry_run(name, capsys, tmp_path, mon
     path = CONFIGS / f"{name}.yaml"
     data = yaml.safe_load(path.read_text()).get("data", {})
     extra = ["--data.path", "completed-by-caller"] if data.get("source") in ("jsonl", "text") and \
-        not data.get("path") and not data.get("generate") else []
+        not data.get("path") else []
     main(["--config", str(path), "--dry-run", "--run.output_dir", str(tmp_path / "never"), *extra])
     printed = capsys.readouterr().out
     resolved = yaml.safe_load(printed)
@@ -254,3 +256,17 @@ def test_user_deepspeed_json_overrides_but_cannot_contradict_the_batch(tmp_path)
     user.write_text(json.dumps({"gradient_accumulation_steps": 8}))
     with pytest.raises(ConfigError, match="gradient_accumulation_steps=8 but optim.grad_accum=2"):
         deepspeed_config(load_config(None, ["--run.deepspeed_config", str(user)]))
+
+
+def test_toy_names_are_ordinary_inputs_checked_before_any_load(tmp_path):
+    # The trainer takes toy models and data by name; the toy package resolves them at build time.
+    cfg = load_config(CONFIGS / "tiny_jepa.yaml", ["--run.output_dir", str(tmp_path)])
+    assert (cfg.model.pretrained, cfg.data.source) == ("toy:llada", "toy:gsm8k")
+    with pytest.raises(ConfigError, match=r"model.pretrained.*toy:llada, toy:dream, toy:generic"):
+        load_config(CONFIGS / "tiny_jepa.yaml", ["--model.pretrained", "toy:gpt"])
+    with pytest.raises(ConfigError, match=r"data.source.*toy:text"):
+        load_config(CONFIGS / "tiny_jepa.yaml", ["--data.source", "toy:wiki"])
+    with pytest.raises(ConfigError, match=r"data.data_dir / data.path: must be empty with data.source toy:gsm8k"):
+        load_config(CONFIGS / "tiny_jepa.yaml", ["--data.data_dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match=r"model.pretrained: required"):
+        load_config(CONFIGS / "tiny_jepa.yaml", ["--model.pretrained", ""])

@@ -111,7 +111,7 @@ def test_a_2x2_grid_runs_through_launch_sh_and_eval_sh_and_compare_prints_the_ta
     out = tmp_path / "sweep"
     venv_bin = Path(sys.executable).parent
     assert main([*GRID_2X2, "--seeds", "7", "--out", str(out), "--launcher-args", "--num_gpus 1 --master_port 29517",
-                 "--set", f"model.pretrained={tiny_checkpoints['llada']}", "--set", "data.generate=false",
+                 "--set", f"model.pretrained={tiny_checkpoints['llada']}",
                  "--set", "data.source=jsonl", "--set", f"data.path={data}", "--set", "data.max_length=48",
                  "--set", "optim.max_steps=2", "--set", "run.save_every=0", "--set", "jepa.collapse_every=0",
                  "--eval-tasks", "tiny_echo", "--model-args", "steps=2,gen_length=4,block_length=4",

@@ -363,7 +363,7 @@ def test_symmetric_views_draw_independent_masks_at_the_same_rate(tmp_path, tiny_
 def test_dream_override_set_trains_the_tiny_dream_model(tmp_path, tiny_checkpoints, jsonl):
     configs = PROJECT / "dllm_jepa_train" / "configs"
     cfg = load_config([configs / "tiny_jepa.yaml", configs / "dream7b.yaml"],
-                      flags(tiny_checkpoints["dream"], jsonl, tmp_path / "run", "--data.generate", "false"))
+                      flags(tiny_checkpoints["dream"], jsonl, tmp_path / "run"))
     assert cfg.model.family == "dream"
     tr = build_trainer(cfg)
     assert tr.spec.family == "dream" and tr.checkpointing == "hf"

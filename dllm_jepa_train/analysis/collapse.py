@@ -42,6 +42,7 @@ from dllm_jepa_train.analysis.common import (
 from dllm_jepa_train.config import ConfigError, DataConfig, t_range
 from dllm_jepa_train.data import DiffusionCollator, load_examples, tokenize_examples
 from dllm_jepa_train.objectives import collapse_stats, pool_embeddings
+from dllm_jepa_train.toy import toy_name
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,15 @@ def heldout_examples(
     if data.source == "jsonl" or (data.source == "text" and data.path):
         raise AnalysisError(f"run config {cfg_path}: data source {data.source} ({data.path}) has no held-out "
                             "split; use --data wikitext (or --text-file with held-out documents)")
+    toy_task = toy_name(data.source)
+    if toy_task is not None:  # the trainer generated its data into <output_dir>/data
+        data = dataclasses.replace(data, source=toy_task, data_dir=str(cfg_path.parent / "data"))
     split = settings.split or heldout_split(data.source)
     if settings.data_dir:
         data_dir: Path | None = Path(settings.data_dir)
-    elif data.generate:
-        data_dir = cfg_path.parent / "data"  # the trainer generated its data into <output_dir>/data
     else:
         data_dir = Path(data.data_dir) if data.data_dir else None
-    held_out = dataclasses.replace(data, split=split, path="", generate=False)
+    held_out = dataclasses.replace(data, split=split, path="")
     try:
         examples = load_examples(held_out, tokenizer, data_dir)
     except (OSError, ValueError, KeyError) as err:

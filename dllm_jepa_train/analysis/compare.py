@@ -434,7 +434,7 @@ def cell_title(identity: RunIdentity) -> str:
     parts = []
     backbone = cell.get("model.pretrained")
     if backbone is not None:
-        parts.append(Path(str(backbone)).name if backbone else f"tiny-{cell.get('tiny.family', '?')}")
+        parts.append(Path(str(backbone)).name)
     parts += [_fmt(cell["data.source"])] if "data.source" in cell else []
     parts += [f"{_short(k)} {_fmt(cell[k])}" for k in ("diffusion.t_context", "optim.lr") if k in cell]
     return " · ".join(parts) or "unidentified cell (--run labels without a run config)"

@@ -1,0 +1,48 @@
+"""Resolve the trainer's toy names into ordinary inputs: a data folder and a checkpoint folder.
+
+    data.source toy:<task>      -> <output_dir>/data, every synthetic dataset in the releases' layout
+                                   (written once; a rerun or resume reuses it), read as source <task>
+    model.pretrained toy:<fam>  -> <output_dir>/base, a byte-level BPE tokenizer trained on the run's
+                                   training text plus the synthetic text corpus, and a randomly
+                                   initialised tiny model of family <fam> sized by the `tiny` section
+
+Both are written by rank 0 only; the caller synchronises the ranks afterwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from dllm_jepa_train.toy import TOY_DATA, TOY_MODELS, toy_name
+
+DATA_MARKER = "README.md"  # written last by synthetic.generate_all: its presence means the folder is complete
+
+
+def prepare_data(source: str, out_dir: Path, seed: int, scale: float) -> tuple[str, Path]:
+    """'toy:<task>' -> (<task>, data folder), generating the synthetic data into `out_dir` once."""
+    from dllm_jepa_train.toy.synthetic import generate_all
+
+    task = toy_name(source)
+    if task not in TOY_DATA:
+        raise ValueError(f"data.source {source!r}: allowed toy sources are "
+                         f"{', '.join('toy:' + t for t in TOY_DATA)}")
+    if not (out_dir / DATA_MARKER).is_file():
+        generate_all(out_dir, seed=seed, scale=scale)
+    return task, out_dir
+
+
+def prepare_model(name: str, out_dir: Path, corpus: Iterable[str], *, hidden_size: int, num_layers: int,
+                  num_heads: int, vocab_size: int, seed: int) -> Path:
+    """'toy:<family>' -> a tiny checkpoint in `out_dir` (built once; an existing one is reused)."""
+    from dllm_jepa_train.toy.models import build_tiny_checkpoint, build_tokenizer
+
+    family = toy_name(name)
+    if family not in TOY_MODELS:
+        raise ValueError(f"model.pretrained {name!r}: allowed toy models are "
+                         f"{', '.join('toy:' + f for f in TOY_MODELS)}")
+    if not (out_dir / "config.json").is_file():
+        tokenizer = build_tokenizer(list(corpus), vocab_size=vocab_size)
+        build_tiny_checkpoint(out_dir, family, tokenizer, hidden_size=hidden_size, num_layers=num_layers,
+                              num_heads=num_heads, seed=seed)
+    return out_dir
