@@ -592,3 +592,20 @@ def test_runs_of_one_global_batch_config_on_different_world_sizes_share_a_cell()
     other_lr = identity_from_config(resolve_batch(load_config(path, ["--optim.lr", "2e-5"]), 8))
     assert other_lr.cell != on_eight.cell
     assert dict(on_eight.variant)["jepa.lambda"] == 2.0 and dict(on_eight.variant)["jepa.predictor_depth"] == 4
+
+
+def test_pooled_correlations_per_method_with_interval_and_test():
+    from dllm_jepa_train.analysis.compare import correlation_report, fisher_ci, pearson, r_to_z_test
+
+    drift = [0.1, 0.2, 0.3, 0.4, 0.5]
+    forgetting = {"baseline": [0.11, 0.19, 0.32, 0.38, 0.52], "jepa": [0.05, 0.01, 0.04, 0.02, 0.03]}
+    points = [(m, seed, x, y) for m, ys in forgetting.items() for seed, (x, y) in enumerate(zip(drift, ys))]
+    correlations, tests = correlation_report(points, ["baseline", "jepa"])
+    for method, ys in forgetting.items():
+        r = pearson(drift, ys)
+        assert correlations[method] == {"pearson_r": r, "n": 5, "ci95": fisher_ci(r, 5)}
+    (test,) = tests
+    expected = r_to_z_test(correlations["baseline"]["pearson_r"], 5, correlations["jepa"]["pearson_r"], 5)
+    assert test == {"a": "baseline", "b": "jepa", **expected} and 0.0 < test["p"] < 1.0
+    _, perfect = correlation_report([(m, 0, x, 2 * x if m == "a" else -x) for m in "ab" for x in drift], ["a", "b"])
+    assert perfect[0]["note"] == "r undefined or ±1"  # n is enough; Fisher's z of r = ±1 is infinite

@@ -44,7 +44,6 @@ from dllm_jepa_train.analysis.common import (
     SHORT_NAMES,
     RunIdentity,
     checkpoint_label,
-    find_run_config,
     read_json,
     run_identity,
     write_json,
@@ -692,12 +691,16 @@ def correlation_report(points: list[tuple[str, int, float, float]], methods: lis
             result = None
             if ca["pearson_r"] is not None and cb["pearson_r"] is not None:
                 result = r_to_z_test(ca["pearson_r"], ca["n"], cb["pearson_r"], cb["n"])
-            tests.append({"a": a, "b": b, **(result or {"z": None, "p": None, "note": "n too small"})})
+            if result is None:
+                small = min(ca["n"], cb["n"]) < MIN_CORRELATION_N
+                result = {"z": None, "p": None, "note": "n too small" if small else "r undefined or ±1"}
+            tests.append({"a": a, "b": b, **result})
     return correlations, tests
 
 
-def _read_tables(results: list[str], run_args: list[str], probe_files: list[str], drift_files: list[str],
-                 labels: Labels, labelled_files: list[Path]) -> tuple[RunTable, dict[str, list]]:
+def _read_tables(results: list[str], probe_files: list[str], drift_files: list[str], labels: Labels,
+                 labelled_files: list[Path]) -> tuple[RunTable, dict[str, list]]:
+    """Every results file (labelled ones first) and probe/drift output read into one RunTable."""
     files = list(labelled_files)
     seen = {f.resolve() for f in files}
     for path in results:
@@ -759,7 +762,7 @@ def run_compare(
     if not results and not run_args and not probe_files and not drift_files:
         raise AnalysisError("nothing to compare: give --results, --run, --probe or --drift")
     labels, labelled_files = build_labels(run_args)
-    table, analysis_settings = _read_tables(results, run_args, probe_files, drift_files, labels, labelled_files)
+    table, analysis_settings = _read_tables(results, probe_files, drift_files, labels, labelled_files)
     runs = table.runs
     methods = method_order({r.method for r in runs.values()})
     if baseline not in methods:
@@ -785,7 +788,7 @@ def run_compare(
         raise AnalysisError(f"only {baseline!r} runs found; nothing to compare it with")
     dev_runs = None
     if select_on:
-        dev_table, _ = _read_tables(select_on, [], [], [], labels, [])
+        dev_table, _ = _read_tables(select_on, [], [], labels, [])
         dev_runs = dev_table.runs
     grids = build_grids(by_cell, swept, baseline, dev_runs, select_task)
     points = [(r.method, r.seed, float(r.drift["mean"]), float(r.probe["delta"]))
