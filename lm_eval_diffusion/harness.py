@@ -645,7 +645,7 @@ def until_cut_if_decided(stable: str, until: list[str]) -> str | None:
     The loop cuts the text at the first occurrence of each stop string in turn. An occurrence found
     entirely inside `stable` is the first one in any longer text too (an earlier one would end earlier),
     and cuts it to a known string; a stop not found there may still occur across the end of `stable`,
-    which then stays a known prefix only up to where such an occurrence could start.
+    starting where the rest of `stable` begins the stop, which then stays a known prefix only up to there.
     """
     known = None  # None: `stable` followed by characters not yet generated
     for stop in until:
@@ -656,7 +656,8 @@ def until_cut_if_decided(stable: str, until: list[str]) -> str | None:
         elif stop in stable:
             known = stable[: stable.index(stop)]
         else:
-            stable = stable[: max(len(stable) - len(stop) + 1, 0)]
+            first = max(len(stable) - len(stop) + 1, 0)
+            stable = stable[: next((p for p in range(first, len(stable)) if stop.startswith(stable[p:])), len(stable))]
     return known
 
 
