@@ -39,7 +39,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -333,7 +333,7 @@ def run_early_exit_cpu(num_requests: int = 8, train_seconds: float = 60.0) -> bo
 def run_early_exit_gpu(s: Setting) -> None:
     """Part 2 on the 8B shape with forced answer lengths. Identity is printed, not enforced: in bf16 a
     smaller batch can flip a near-tie, as a different --batch_size can."""
-    logits_fn = build_logits_fn(s)
+    logits_fn = build_logits_fn(replace(s, gen_length=max(gen for gen, _ in GEN_SETTINGS)))
     eos_id = MASK_ID + 1
     generator = torch.Generator().manual_seed(2)
     print(f"forced answer lengths per row: {ANSWER_LENGTHS}")
