@@ -1,38 +1,58 @@
-"""Time the project's LLaDA sampler against a straightforward loop of LLaDA's reference algorithm.
+"""Generation speed: the project's LLaDA sampler against LLaDA's reference loop, then early exit and
+parallel threshold decoding against the full loop on a GSM8K-shaped workload.
 
-    python benchmarks/bench_generate.py          # CPU, small random model, well under a minute
+    python benchmarks/bench_generate.py          # CPU, a few minutes (1 thread): tiny models, trained here
     python benchmarks/bench_generate.py --gpu    # CUDA, random 8B LLaDA-shaped model in bf16
 
-Both samplers run on the same model and prompts in one process; the script asserts they produce the
-same tokens, then prints seconds per sample for the reference, for ours, and for the forward-only bound
-(the same number of forwards timed alone), with the ratios the project targets on a GPU:
-batch 1: reference / ours >= 1.25; batch 8: bound / ours >= 0.95.
-
+Part 1, reference vs ours (both samplers on the same random model and prompts in one process): asserts
+they produce the same tokens, then prints seconds per sample for the reference, for ours, and for the
+forward-only bound (the same number of forwards timed alone), with the ratios the project targets on a
+GPU: batch 1: reference / ours >= 1.25; batch 8: bound / ours >= 0.95.
 The reference follows LLaDA's generate.py as published: Gumbel noise and a softmax in float64 over
 every canvas position at every step (the noise even at temperature 0, where it does not change the
 argmax), and a `torch.topk` per row with a tensor `k`, which syncs with the host.
-
 The model is random, so its masked positions all predict nearly the same distribution and confidence
 rankings would be decided by rounding; a fixed random offset per position (part of the "model" for
 all three timings) makes the two samplers' rankings well defined, so token equality is meaningful.
+
+Part 2, early exit (CPU): a tiny LLaDA-like model is trained here for about a minute on GSM8K-shaped
+arithmetic questions whose answers end in EOS or run on into the next "Question:" (as base models do
+at 4-shot), then answers the same questions through the `llada_diffusion` harness with GSM8K's
+`until: ["Question:"]`, generation 256 and 512, block 128, 128 steps, batch 1 and 8, in three modes:
+the full loop (`early_exit=false`), early exit, and threshold 0.9 (with early exit). Printed per
+setting: row-forwards and seconds per sample, whether every early-exit text equals the full loop's
+(it must), threshold's agreement with the full loop and the strict `#### N` accuracy of both.
+Target: early exit <= 0.6x the full loop's row-forwards.
+
+Part 2 on the GPU (`--gpu`): random weights cannot end an answer, so the model's EOS logit is forced:
+row r's answer has ANSWER_LENGTHS[r % 8] tokens (EOS -inf before, +30 from there on). The lengths are
+GSM8K test reference solutions' octile midpoints in characters / 4 (30-134 tokens). Threshold decoding
+is not timed there: with random weights no answer token reaches p(x0) > 0.9.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import math
+import random
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lm_eval_diffusion.backbone import load_backbone  # noqa: E402
+from lm_eval_diffusion.metrics.gsm8k import extract_strict  # noqa: E402
 from lm_eval_diffusion.sampler import LladaSamplerConfig, llada_generate  # noqa: E402
+from dllm_jepa_train.toy.models import build_tiny_checkpoint, build_tokenizer  # noqa: E402
 from dllm_jepa_train.toy.remote.tiny_blocks import Encoder  # noqa: E402
 
 MASK_ID = 3  # this random model's mask token; any id in the vocabulary works
@@ -161,8 +181,8 @@ def timed(fn, s: Setting) -> tuple[float, object]:
     return best, result
 
 
-def run(s: Setting) -> bool:
-    """Benchmark every batch size of `s`; True when all token checks pass."""
+def run_reference_comparison(s: Setting) -> bool:
+    """Part 1: every batch size of `s`; True when all token checks pass."""
     logits_fn = build_logits_fn(s)
     config = LladaSamplerConfig(steps=s.steps, gen_length=s.gen_length, block_length=s.block_length)
     generator = torch.Generator().manual_seed(1)
@@ -186,6 +206,169 @@ def run(s: Setting) -> bool:
     return ok
 
 
+# ---- part 2: early exit and threshold decoding --------------------------------------------------------
+NAMES = ("Tom", "Ann", "Bob", "Eve", "Sam", "Mia")
+ITEMS = ("apples", "pens", "books", "coins", "cards")
+UNTIL = ["Question:"]  # GSM8K's stop string after the protocol change (EOS/EOT are always stops)
+GEN_SETTINGS = ((256, 128), (512, 128))  # (generation length, block length); 128 steps each
+STEPS = 128
+# GSM8K test reference solutions, octile midpoints of their length in characters / 4 (~tokens).
+ANSWER_LENGTHS = (30, 42, 52, 62, 72, 83, 100, 134)
+
+
+def arithmetic_question(rng: random.Random) -> tuple[str, str, int]:
+    """(question prompt, answer ending in '#### N', N) in GSM8K's 0-shot layout."""
+    a, b = rng.randint(2, 49), rng.randint(2, 49)
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    question = f"Question: {name} has {a} {item} and gets {b} more. How many {item} does {name} have?\nAnswer:"
+    return question, f" {name} has {a} + {b} = {a + b} {item}.\n#### {a + b}", a + b
+
+
+def train_answerer(out_dir: Path, seconds: float = 60.0, gen_length: int = 256, seed: int = 0,
+                   family: str = "llada", max_steps: int | None = None) -> Path:
+    """A tiny LLaDA-like (or Dream-like) checkpoint in `out_dir`, trained for `seconds` (or `max_steps`
+    steps, whichever comes first; the learning rate decays over the first) to answer arithmetic questions and
+    end: half the answers are followed by EOS to the end of the canvas, half by the next question and
+    its answer first (so both EOS and the `until` check end rows). LLaDA's SFT loss: per row t ~ U(0.05, 1),
+    each answer/EOS position masked with probability t, cross-entropy on masked positions weighted 1/t."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    corpus = ["".join(arithmetic_question(rng)[:2]) for _ in range(400)]
+    tokenizer = build_tokenizer(corpus, vocab_size=384)
+    build_tiny_checkpoint(out_dir, family, tokenizer, hidden_size=64, num_layers=2, num_heads=4, seed=seed)
+    config_text = (out_dir / "config.json").read_text()  # save_pretrained rewrites it without auto_map
+    backbone = load_backbone(str(out_dir), device="cpu", probe_padding=False)
+    model, spec = backbone.model, backbone.spec
+    encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    model.train()
+    start, step = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds and (max_steps is None or step < max_steps):
+        rows = []
+        for _ in range(8):
+            question, answer, _ = arithmetic_question(rng)
+            if rng.random() < 0.5:
+                answer += "\n\n" + "".join(arithmetic_question(rng)[:2])
+            response = encode(answer)[:gen_length]
+            rows.append((encode(question), response + [spec.eos_id] * (gen_length - len(response))))
+        P = max(len(q) for q, _ in rows)
+        ids = torch.tensor([[spec.pad_id] * (P - len(q)) + q + r for q, r in rows])
+        attention = torch.tensor([[0] * (P - len(q)) + [1] * (len(q) + gen_length) for q, _ in rows])
+        t = torch.rand(len(rows), 1).clamp_min(0.05)
+        is_masked = torch.rand(ids.shape) < t
+        is_masked[:, :P] = False
+        logits = backbone.forward(ids.masked_fill(is_masked, spec.mask_id), attention)[0]
+        ce = F.cross_entropy(logits.transpose(1, 2), ids, reduction="none")
+        loss = (ce * is_masked / t).sum() / (len(rows) * gen_length)
+        progress = step / max_steps if max_steps is not None else (time.perf_counter() - start) / seconds
+        for group in optimizer.param_groups:  # cosine decay over the budget
+            group["lr"] = 3e-3 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        step += 1
+    model.eval()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    (out_dir / "config.json").write_text(config_text)
+    print(f"trained {out_dir.name}: {step} steps in {time.perf_counter() - start:.0f} s, last loss {loss.item():.3f}")
+    return out_dir
+
+
+class Request:
+    """The part of lm-eval's Instance that the harness reads."""
+
+    def __init__(self, context: str, gen_kwargs: dict, task_name: str) -> None:
+        self.args = (context, gen_kwargs)
+        self.task_name = task_name
+
+
+def harness_run(checkpoint: Path, questions: list[str], gen_length: int, block_length: int, batch_size: int,
+                **mode) -> tuple[list[str], int, float]:
+    """(texts, row-forwards, seconds) of the questions through the `llada_diffusion` harness."""
+    from lm_eval_diffusion.harness import DiffusionLM
+
+    lm = DiffusionLM(pretrained=str(checkpoint), device="cpu", batch_size=batch_size, steps=STEPS,
+                     gen_length=gen_length, block_length=block_length, **mode)
+    requests = [Request(q, {"until": UNTIL}, "gsm8k_shaped") for q in questions]
+    start = time.perf_counter()
+    texts = lm.generate_until(requests, disable_tqdm=True)
+    seconds = time.perf_counter() - start
+    return texts, lm.get_model_info()["row_forwards"]["gsm8k_shaped"]["row_forwards"], seconds
+
+
+def run_early_exit_cpu(num_requests: int = 8, train_seconds: float = 60.0) -> bool:
+    """Part 2 on the CPU; True when every early-exit text equals the full loop's."""
+    rng = random.Random(1234)
+    workload = [arithmetic_question(rng) for _ in range(num_requests)]
+    questions = [q for q, _, _ in workload]
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = train_answerer(Path(tmp) / "answerer", seconds=train_seconds)
+        print(f"GSM8K-shaped workload: {num_requests} questions, until={UNTIL}, {STEPS} steps")
+        print("| gen / block | batch | mode | row-forwards | vs full | s/sample | texts = full loop | strict acc |")
+        print("|---|---|---|---|---|---|---|---|")
+        ok, summary = True, {}
+        for gen_length, block_length in GEN_SETTINGS:
+            for batch in (1, 8):
+                runs = {}
+                modes = {"full loop": {"early_exit": False}, "early exit": {"early_exit": True},
+                         "threshold 0.9": {"early_exit": True, "threshold": 0.9}}
+                for name, mode in modes.items():
+                    runs[name] = harness_run(checkpoint, questions, gen_length, block_length, batch, **mode)
+                full_texts, full_forwards, _ = runs["full loop"]
+                for name, (texts, forwards, seconds) in runs.items():
+                    same = sum(a == b for a, b in zip(texts, full_texts))
+                    correct = sum(extract_strict(t) == str(n) for t, (_, _, n) in zip(texts, workload))
+                    if name == "early exit":
+                        ok &= same == len(texts)
+                        summary.setdefault(gen_length, []).append(forwards / full_forwards)
+                    print(f"| {gen_length} / {block_length} | {batch} | {name} | {forwards} | "
+                          f"{forwards / full_forwards:.2f}x | {seconds / len(questions):.3f} | "
+                          f"{same}/{len(texts)} | {correct}/{len(texts)} |")
+        ratios = [r for values in summary.values() for r in values]
+        print(f"early exit / full loop row-forwards: {min(ratios):.2f}-{max(ratios):.2f}x (target <= 0.6x); "
+              f"early-exit texts identical to the full loop on every request: {ok}")
+        return ok
+
+
+def run_early_exit_gpu(s: Setting) -> None:
+    """Part 2 on the 8B shape with forced answer lengths. Identity is printed, not enforced: in bf16 a
+    smaller batch can flip a near-tie, as a different --batch_size can."""
+    logits_fn = build_logits_fn(replace(s, gen_length=max(gen for gen, _ in GEN_SETTINGS)))
+    eos_id = MASK_ID + 1
+    generator = torch.Generator().manual_seed(2)
+    print(f"forced answer lengths per row: {ANSWER_LENGTHS}")
+    for gen_length, block_length in GEN_SETTINGS:
+        for batch in (1, 8):
+            prompts = torch.randint(MASK_ID + 2, s.vocab, (batch, s.prompt_length), generator=generator)
+            prompts[:, 0] = torch.arange(batch) + MASK_ID + 2  # row r's answer length is looked up from it
+            prompts = prompts.to(s.device)
+            lengths = torch.tensor([ANSWER_LENGTHS[r % len(ANSWER_LENGTHS)] for r in range(batch)], device=s.device)
+
+            def forced(ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+                logits = logits_fn(ids, attention_mask)
+                answer = lengths[ids[:, 0] - MASK_ID - 2]  # the rows still in the canvas
+                position = torch.arange(ids.shape[1], device=ids.device) - s.prompt_length
+                is_tail = position[None, :] >= answer[:, None]
+                logits[..., eos_id] = torch.where(is_tail, 30.0, float("-inf")).to(logits.dtype)
+                return logits
+
+            results = {}
+            for early_exit in (False, True):
+                config = LladaSamplerConfig(steps=STEPS, gen_length=gen_length, block_length=block_length,
+                                            early_exit=early_exit)
+                row_forwards = torch.zeros(batch, dtype=torch.long, device=s.device)
+                seconds, out = timed(partial(llada_generate, forced, prompts, config, mask_id=MASK_ID,
+                                             stop_ids=[eos_id], row_forwards=row_forwards), s)
+                results[early_exit] = (seconds, out, int(row_forwards.sum()))
+            full_out, exit_out = results[False][1], results[True][1]
+            cut = [int(n) + s.prompt_length for n in lengths]
+            same = sum(torch.equal(full_out[r, :cut[r] + 1], exit_out[r, :cut[r] + 1]) for r in range(batch))
+            full_rf, exit_rf = results[False][2], results[True][2]
+            print(f"gen {gen_length} / block {block_length}, batch {batch}: full loop {results[False][0] / batch:.3f} "
+                  f"s/sample, {full_rf} row-forwards | early exit {results[True][0] / batch:.3f} s/sample, "
+                  f"{exit_rf} row-forwards ({exit_rf / full_rf:.2f}x) | answers identical: {same}/{batch}")
+
+
 def keep_freed_memory() -> None:
     """Stop glibc from returning each freed logits buffer to the OS (CPU mode only).
 
@@ -204,6 +387,7 @@ def keep_freed_memory() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="CUDA, random 8B LLaDA-shaped model, prompt 768 + gen 256")
+    parser.add_argument("--train-seconds", type=float, default=60.0, help="CPU part 2: training time of the tiny model")
     args = parser.parse_args()
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu needs a CUDA device")
@@ -212,8 +396,12 @@ def main() -> None:
         # One thread: with two, OpenMP barriers spin whenever another process holds a core, and CPU
         # timings on a shared machine swung by 3x between runs.
         torch.set_num_threads(1)
-    if not run(GPU if args.gpu else CPU):
+    if not run_reference_comparison(GPU if args.gpu else CPU):
         raise SystemExit("the samplers disagree on some tokens")
+    if args.gpu:
+        run_early_exit_gpu(GPU)
+    elif not run_early_exit_cpu(train_seconds=args.train_seconds):
+        raise SystemExit("early exit changed some returned text")
 
 
 if __name__ == "__main__":

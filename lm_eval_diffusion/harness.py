@@ -20,6 +20,7 @@ import logging
 import os
 import zlib
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any, get_type_hints
 
 import torch
@@ -69,6 +70,8 @@ class DiffusionLMArgs:
     cfg_scale: float = 0.0  # unsupervised classifier-free guidance (llada sampler and the ELBO)
     logits_eos_inf: bool = False  # llada sampler: never generate EOS
     confidence_eos_eot_inf: bool = False  # llada sampler: EOS/EOT get no confidence
+    early_exit: bool = True  # drop a row from the batch once its returned text is decided (exact; see sampler.py)
+    threshold: float | None = None  # parallel threshold decoding (Fast-dLLM), not the paper's protocol; None: off
     mc_num: int = 128  # Monte-Carlo samples per loglikelihood request
     mc_batch_size: int = 32  # masked copies per forward in loglikelihood
     greedy_check: bool = False  # loglikelihood's is_greedy: fill the continuation greedily and compare
@@ -171,7 +174,7 @@ class DiffusionLM(LM):
             args.add_bos_token = adds_bos(self.tokenizer)
         if args.add_bos_token and self.tokenizer.bos_token_id is None:
             raise ValueError(f"add_bos_token=True but the tokenizer of {args.pretrained} has no BOS token")
-        self._generator = torch.Generator(device=device).manual_seed(args.seed)
+        self._row_forwards: dict[str, dict[str, int]] = {}  # task -> counts, summed over ranks (rank 0)
         if self._rank == 0:
             logger.info(
                 "llada_diffusion: %s family=%s sampler=%s batch_size=%d padding_honoured=%s world_size=%d",
@@ -267,7 +270,13 @@ class DiffusionLM(LM):
         a = self.args
         info = {"family": spec.family, "mask_id": spec.mask_id, "sampler": self.sampler, "steps": a.steps,
                 "gen_length": a.gen_length, "temperature": a.temperature, "cfg_scale": a.cfg_scale,
-                "mc_num": a.mc_num, "padding_honoured": self.backbone.honours_padding}
+                "mc_num": a.mc_num, "padding_honoured": self.backbone.honours_padding,
+                "early_exit": a.early_exit, "threshold": a.threshold,
+                "decoding": "paper (fixed schedule)" if a.threshold is None else
+                            f"parallel threshold {a.threshold} (Fast-dLLM; not the paper's protocol)",
+                "row_forwards": {task: dict(counts) for task, counts in sorted(self._row_forwards.items())}}
+        if self.sampler == "dream" and a.early_exit:
+            info["exit_check_every"] = DreamSamplerConfig.exit_check_every
         if self.sampler == "llada":
             info.update(block_length=a.block_length, remasking=a.remasking, logits_eos_inf=a.logits_eos_inf,
                         confidence_eos_eot_inf=a.confidence_eos_eot_inf)
@@ -295,34 +304,24 @@ class DiffusionLM(LM):
             return LladaSamplerConfig(
                 steps=a.steps, gen_length=gen_length, block_length=a.block_length, temperature=a.temperature,
                 remasking=a.remasking, cfg_scale=a.cfg_scale, logits_eos_inf=a.logits_eos_inf,
-                confidence_eos_eot_inf=a.confidence_eos_eot_inf,
+                confidence_eos_eot_inf=a.confidence_eos_eot_inf, early_exit=a.early_exit, threshold=a.threshold,
             )
         return DreamSamplerConfig(
-            steps=a.steps, gen_length=gen_length, temperature=a.temperature, alg=a.alg, alg_temp=a.alg_temp, eps=a.eps
+            steps=a.steps, gen_length=gen_length, temperature=a.temperature, alg=a.alg, alg_temp=a.alg_temp, eps=a.eps,
+            early_exit=a.early_exit, threshold=a.threshold,
         )
 
-    def _sample(
-        self,
-        prompt_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        config: LladaSamplerConfig | DreamSamplerConfig,
-    ) -> torch.Tensor:
-        spec = self.backbone.spec
-        if isinstance(config, LladaSamplerConfig):
-            return llada_generate(
-                self.backbone.logits, prompt_ids, config, mask_id=spec.mask_id, attention_mask=attention_mask,
-                eos_ids=self.eos_ids, eot_ids=self.eot_ids, generator=self._generator,
-            )
-        return dream_generate(
-            self.backbone.logits, prompt_ids, config, mask_id=spec.mask_id, attention_mask=attention_mask,
-            generator=self._generator,
-        )
+    def _generate_token_ids(
+        self, prompts: list[list[int]], gen_length: int, untils: list[list[str]] | None = None,
+        seeds: list[int] | None = None,
+    ) -> tuple[list[list[int]], list[int]]:
+        """Generated ids of one batch of prompts (stops not yet cut) and each row's row-forwards.
 
-    def _generate_token_ids(self, prompts: list[list[int]], gen_length: int) -> list[list[int]]:
-        """Generated ids (gen_length each, stops not yet cut) for one batch of prompts.
-
-        Prompts of unequal length are left-padded with an attention mask, which the caller only does
-        when the backbone honours padding.
+        A row that exited early (see `sampler.py`) is cut at its first never-committed position: its
+        text is decided by the ids before it. Prompts of unequal length are left-padded with an
+        attention mask, which the caller only does when the backbone honours padding. Row r draws its
+        random numbers from a generator seeded with `seeds[r]` (None: the run's seed), so seeded
+        sampling does not depend on the batch size, nor on which rows exit early.
         """
         spec = self.backbone.spec
         lengths = [len(p) for p in prompts]
@@ -336,8 +335,53 @@ class DiffusionLM(LM):
         if is_padded and not self.backbone.honours_padding:
             raise RuntimeError("internal: prompts of unequal length batched for a model that ignores padding")
         attention_mask = attention_mask.to(self._device) if is_padded else None
-        canvas = self._sample(ids.to(self._device), attention_mask, self._sampler_config(gen_length))
-        return canvas[:, P:].tolist()
+        seeds = seeds if seeds is not None else [self.args.seed] * len(prompts)
+        generators = [torch.Generator(device=self._device).manual_seed(seed) for seed in seeds]
+        row_forwards = torch.zeros(len(prompts), dtype=torch.long, device=self._device)
+        exit_check = None
+        if untils is not None and any(any(u) for u in untils):
+            exit_check = partial(self._until_exit_check, untils)
+        common = {"mask_id": spec.mask_id, "attention_mask": attention_mask, "stop_ids": spec.stop_ids,
+                  "generator": generators, "exit_check": exit_check, "row_forwards": row_forwards}
+        config = self._sampler_config(gen_length)
+        if isinstance(config, LladaSamplerConfig):
+            canvas = llada_generate(self.backbone.logits, ids.to(self._device), config, eos_ids=self.eos_ids,
+                                    eot_ids=self.eot_ids, **common)
+        else:
+            canvas = dream_generate(self.backbone.logits, ids.to(self._device), config, **common)
+        generated = [_until_first(row, spec.mask_id) for row in canvas[:, P:].tolist()]
+        return generated, row_forwards.tolist()
+
+    def _until_exit_check(self, untils: list[list[str]], rows: torch.Tensor, generated: torch.Tensor,
+                          is_done: torch.Tensor) -> torch.Tensor:
+        """`exit_check` for the sampler: also done, a row whose committed prefix is cut by its `until`."""
+        mask_id = self.backbone.spec.mask_id
+        stop_ids = set(self.backbone.spec.stop_ids)
+        done = is_done.tolist()  # host sync: the `until` strings are text
+        for r, (row, ids) in enumerate(zip(rows.tolist(), generated.tolist())):
+            if done[r] or not any(untils[row]):
+                continue
+            prefix = _until_first(ids, mask_id)
+            if not any(tok in stop_ids for tok in prefix):
+                done[r] = self._until_decides(prefix, untils[row])
+        return torch.tensor(done, dtype=torch.bool, device=is_done.device)
+
+    def _until_decides(self, prefix: list[int], until: list[str]) -> bool:
+        """True when `postprocess` returns the same text for `prefix` (ids, no stop id) and for every
+        continuation of it: an `until` cut inside the text that no later token can move.
+
+        Decoding is taken to be prefix-stable except at the boundary: the text of all tokens but the
+        last (less trailing U+FFFD of a split UTF-8 character, and one more character when the tokenizer
+        cleans up spaces, which can delete the space before a boundary) must begin the text of any
+        continuation; it is checked against the text of `prefix` itself.
+        """
+        if len(prefix) < 2:
+            return False
+        decode = partial(self.tokenizer.decode, skip_special_tokens=False)
+        stable = decode(prefix[:-1]).rstrip("\ufffd")
+        if getattr(self.tokenizer, "clean_up_tokenization_spaces", False):
+            stable = stable[:-1]
+        return decode(prefix).startswith(stable) and until_cut_if_decided(stable, until) is not None
 
     def _request_settings(self, gen_kwargs: dict[str, Any]) -> tuple[list[str], int]:
         """A request's stop strings and generation length; warns once about kwargs it cannot honour."""
@@ -400,11 +444,17 @@ class DiffusionLM(LM):
         canvas; each request keeps its own `until`) and, for models that ignore padding, one prompt length.
         """
         items = []
+        occurrences: dict[str, int] = {}
         for index, request in enumerate(requests):
             context, gen_kwargs = request.args
             until, gen_length = self._request_settings(gen_kwargs)
             prompt = self._fit_prompt(self.tok_encode(context), self.max_length - gen_length)
-            items.append((index, prompt, until, gen_length))
+            # Sampling noise per request, from its content and how often it came before (lm-eval's
+            # repeats), never its batch: outputs do not depend on the batch size or on early exit.
+            key = json.dumps([context, gen_length])
+            occurrences[key] = occurrences.get(key, -1) + 1
+            seed = zlib.crc32(json.dumps([self.args.seed, prompt, gen_length, occurrences[key]]).encode())
+            items.append((index, prompt, until, gen_length, seed))
         padding_ok = self.backbone.honours_padding
 
         def group_key(item: tuple) -> tuple[int, int]:
@@ -415,6 +465,7 @@ class DiffusionLM(LM):
         # keeps every group contiguous.
         items.sort(key=lambda item: (-item[3], -len(item[1]), item[0]))
         results: list[str | None] = [None] * len(requests)
+        forwards: dict[str, list[int]] = {}  # task -> [requests, row-forwards, row-forwards of the full loop]
         bar = tqdm(total=len(requests), desc="generate_until", disable=disable_tqdm or self._rank != 0)
         start = 0
         while start < len(items):
@@ -423,14 +474,55 @@ class DiffusionLM(LM):
             while end < len(items) and end - start < self.batch_size and group_key(items[end]) == key:
                 end += 1
             batch = items[start:end]
-            generated = self._generate_token_ids([item[1] for item in batch], batch[0][3])
-            for (index, _, until, _), ids in zip(batch, generated):
+            generated, row_forwards = self._generate_token_ids(
+                [item[1] for item in batch], batch[0][3], [item[2] for item in batch], [item[4] for item in batch])
+            full_loop = self._full_loop_row_forwards()
+            for (index, _, until, _, _), ids, spent in zip(batch, generated, row_forwards):
                 results[index] = self.postprocess(ids, until)
                 self.cache_hook.add_partial("generate_until", requests[index].args, results[index])
+                counts = forwards.setdefault(getattr(requests[index], "task_name", None) or "unnamed", [0, 0, 0])
+                counts[0] += 1
+                counts[1] += spent
+                counts[2] += full_loop
             bar.update(len(batch))
             start = end
         bar.close()
+        self._report_row_forwards(forwards)
         return results
+
+    def _full_loop_row_forwards(self) -> int:
+        """Row-forwards one request costs in the fixed-schedule loop without early exit."""
+        return self.args.steps * (2 if self.sampler == "llada" and self.args.cfg_scale > 0 else 1)
+
+    def _report_row_forwards(self, forwards: dict[str, list[int]]) -> None:
+        """Sum this call's per-task row-forwards over ranks, add them to the totals, log them on rank 0.
+
+        Every rank calls generate_until once per lm-eval run (lm-eval pads uneven shards), so the
+        gather here is matched on every rank.
+        """
+        gathered = [forwards]
+        if self._world_size > 1:
+            import torch.distributed as dist
+
+            gathered = [None] * self._world_size
+            dist.all_gather_object(gathered, forwards)
+        for part in gathered:
+            for task, (num_requests, spent, full_loop) in part.items():
+                total = self._row_forwards.setdefault(task, {"requests": 0, "row_forwards": 0,
+                                                             "row_forwards_full_loop": 0})
+                total["requests"] += num_requests
+                total["row_forwards"] += spent
+                total["row_forwards_full_loop"] += full_loop
+        if self._rank == 0:
+            for task in sorted({t for part in gathered for t in part}):
+                total = self._row_forwards[task]
+                logger.info(
+                    "llada_diffusion: %s: %d row-forwards for %d requests over %d rank(s), %.3f of the %d "
+                    "the full loop takes (early_exit=%s, threshold=%s)", task, total["row_forwards"],
+                    total["requests"], self._world_size,
+                    total["row_forwards"] / max(total["row_forwards_full_loop"], 1),
+                    total["row_forwards_full_loop"], self.args.early_exit, self.args.threshold,
+                )
 
     # ---- likelihood ------------------------------------------------------------------------------
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -534,6 +626,34 @@ class DiffusionLM(LM):
         self._warned.add(key)
         if self._rank == 0:
             logger.warning(message)
+
+
+def _until_first(ids: list[int], token: int) -> list[int]:
+    """`ids` up to (not including) the first `token`; all of them when it does not occur."""
+    return ids[: ids.index(token)] if token in ids else ids
+
+
+def until_cut_if_decided(stable: str, until: list[str]) -> str | None:
+    """What `postprocess`'s `until` loop leaves of every text that begins with `stable`, or None when the
+    rest of the text could still change it.
+
+    The loop cuts the text at the first occurrence of each stop string in turn. An occurrence found
+    entirely inside `stable` is the first one in any longer text too (an earlier one would end earlier),
+    and cuts it to a known string; a stop not found there may still occur across the end of `stable`,
+    starting where the rest of `stable` begins the stop, which then stays a known prefix only up to there.
+    """
+    known = None  # None: `stable` followed by characters not yet generated
+    for stop in until:
+        if not stop:
+            continue
+        if known is not None:
+            known = known.split(stop, 1)[0]
+        elif stop in stable:
+            known = stable[: stable.index(stop)]
+        else:
+            first = max(len(stable) - len(stop) + 1, 0)
+            stable = stable[: next((p for p in range(first, len(stable)) if stop.startswith(stable[p:])), len(stable))]
+    return known
 
 
 def _check_sampler_options(sampler: str, given: set[str], args: DiffusionLMArgs) -> None:

@@ -103,9 +103,9 @@ def test_greedy_outputs_identical_at_batch_size_1_and_8(tiny_checkpoints, name):
     calls = []
     inner = lm._generate_token_ids
 
-    def recording(prompts, gen_length):
+    def recording(prompts, gen_length, *rest):
         calls.append([len(p) for p in prompts])
-        return inner(prompts, gen_length)
+        return inner(prompts, gen_length, *rest)
 
     lm._generate_token_ids = recording
     requests = [Request(c, {"until": ["\n"]}) for c in CONTEXTS]
@@ -138,9 +138,10 @@ def test_each_request_is_cut_at_its_own_stops_and_order_is_restored(tiny_checkpo
     by_prompt = {tuple(lm.tok_encode(context)): ids for context, ids in planned.items()}
     batches = []
 
-    def fake(prompts, gen_length):
+    def fake(prompts, gen_length, *rest):
         batches.append(len(prompts))
-        return [by_prompt[tuple(p)] + [spec.eos_id] * (gen_length - len(by_prompt[tuple(p)])) for p in prompts]
+        ids = [by_prompt[tuple(p)] + [spec.eos_id] * (gen_length - len(by_prompt[tuple(p)])) for p in prompts]
+        return ids, [0] * len(prompts)
 
     lm._generate_token_ids = fake
     requests = [
@@ -158,7 +159,8 @@ def test_each_request_is_cut_at_its_own_stops_and_order_is_restored(tiny_checkpo
 def test_generation_length_comes_from_max_gen_toks_rounded_to_blocks(tiny_checkpoints, caplog):
     lm = make_lm(tiny_checkpoints["llada"], steps=8, block_length=8, batch_size=8)
     seen = []
-    lm._generate_token_ids = lambda prompts, gen_length: seen.append((len(prompts), gen_length)) or [[]] * len(prompts)
+    lm._generate_token_ids = lambda prompts, gen_length, *rest: (
+        seen.append((len(prompts), gen_length)) or ([[]] * len(prompts), [0] * len(prompts)))
     requests = [Request(c, {"max_gen_toks": n}) for c, n in (("a", 10), ("b", 20), ("c", 16))]
     with caplog.at_level(logging.WARNING):
         lm.generate_until(requests)
@@ -169,7 +171,7 @@ def test_generation_length_comes_from_max_gen_toks_rounded_to_blocks(tiny_checkp
 def test_unsupported_kwargs_warn_once_and_long_prompts_are_truncated(tiny_checkpoints, caplog):
     lm = make_lm(tiny_checkpoints["llada"], max_length=40, **GEN)
     prompts = []
-    lm._generate_token_ids = lambda batch, gen_length: prompts.extend(batch) or [[]] * len(batch)
+    lm._generate_token_ids = lambda batch, gen_length, *rest: prompts.extend(batch) or ([[]] * len(batch), [0] * len(batch))
     long_context = "The quick brown fox jumps over the lazy dog. " * 10
     with caplog.at_level(logging.WARNING):
         lm.generate_until([Request(long_context, {"top_p": 0.9, "do_sample": True}), Request("dog", {"top_p": 0.5})])

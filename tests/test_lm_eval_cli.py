@@ -116,6 +116,11 @@ def test_lm_eval_command_single_process_and_two_ranks_agree(installed, tiny_chec
         metric = "exact_match,none" if task == "tiny_echo" else "acc,none"
         assert two_results[task][metric] == single_results[task][metric]
     assert "on rank 1" in two_log  # lm-eval saw our rank; the shards above came from both ranks
+    # Row-forwards are summed over ranks: the two shards together spent what one process spent.
+    configs = [json.loads(next((tmp_path / name).rglob("results_*.json")).read_text())["config"]
+               for name in ("single", "two")]
+    assert configs[0]["row_forwards"] == configs[1]["row_forwards"]
+    assert configs[0]["row_forwards"]["tiny_echo"]["requests"] == 4
 
 
 def test_lm_eval_command_runs_the_zero_shot_group_on_the_real_data(installed, tiny_checkpoints, tmp_path):

@@ -21,3 +21,8 @@ def load_echo(**_metadata) -> dict:
 def load_choice(**_metadata) -> dict:
     """lm-eval passes --model_args and task metadata as keywords; none are needed here."""
     return _load("tiny_choice.jsonl")
+
+
+def load_arith(**_metadata) -> dict:
+    """lm-eval passes --model_args and task metadata as keywords; none are needed here."""
+    return _load("tiny_arith.jsonl")
