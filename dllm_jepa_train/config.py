@@ -78,6 +78,10 @@ class DataConfig:
     pad_to_max_length: bool = option(False, "pad every batch to max_length (fixed shapes); else to its longest row")
     use_attention_mask: bool = option(False, "False (LLaDA): the EOS fill is response, masked and scored; True: real padding")
     max_rows: int = option(0, "use only the first N rows (0: all)")
+    dev_rows: int = option(0, "gsm8k only: hold out a seeded slice of N training docs (never trained on) and write "
+                              "it to <output_dir>/dev_data/gsm8k/test.jsonl, a dev split for choosing grid cells "
+                              "(lm_eval --metadata '{\"data_dir\": \"<output_dir>/dev_data\"}'); 0: none")
+    dev_seed: int = option(0, "seed of the dev slice; the same for every run of a grid, whatever run.seed is")
 
 
 @dataclass
@@ -326,6 +330,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.generate_scale: must be > 0, got {cfg.data.generate_scale}")
     _at_least(cfg.data.max_length, 8, "data.max_length")
     _at_least(cfg.data.max_rows, 0, "data.max_rows")
+    _at_least(cfg.data.dev_rows, 0, "data.dev_rows")
+    if cfg.data.dev_rows and ((toy_name(cfg.data.source) or cfg.data.source) != "gsm8k" or cfg.data.split != "train"):
+        raise ConfigError("data.dev_rows: only for data.source gsm8k, split train (the other tasks have a "
+                          "validation split to select on)")
     t_range(cfg.diffusion.t_context, "diffusion.t_context")
     t_range(cfg.jepa.t_target, "jepa.t_target")
     _choice(cfg.diffusion.loss_norm, LOSS_NORMS, "diffusion.loss_norm")

@@ -216,3 +216,11 @@ class StepPlan:
             lo = start + (m * self.world_size + self.rank) * self.micro_batch_size
             out.append(order[lo : lo + self.micro_batch_size].tolist())
         return out
+
+
+def dev_slice(num_docs: int, num_dev: int, seed: int) -> list[int]:
+    """Sorted indices of a seeded slice of `num_dev` of `num_docs` documents (the dev split of a grid)."""
+    if num_dev >= num_docs:
+        raise ValueError(f"data.dev_rows {num_dev} leaves no training documents out of {num_docs}")
+    gen = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(num_docs, generator=gen)[:num_dev].tolist())

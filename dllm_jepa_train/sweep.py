@@ -23,7 +23,9 @@ axes (a baseline does not depend on lambda, k or t_H; it does on t_L), not once 
 <out>/eval.sh: one `accelerate launch -m lm_eval --model llada_diffusion ...` line per run with the
 table's protocol (`--eval-tasks`, `--num-fewshot`; Table 7 is 0-shot: gsm8k_dllm_0shot), results in
 <out>/eval/<run>. Then `python -m dllm_jepa_train.analysis compare --results <out>/eval --out <out>/report`
-prints the grid. <out>/sweep.json lists the runs.
+prints the grid. With `--set data.dev_rows=N` (GSM8K: a seeded slice of train held out of training)
+<out>/eval_dev.sh scores each run on that slice, and `compare ... --select-on <out>/eval_dev` picks the
+best cell on it instead of on the evaluation split. <out>/sweep.json lists the runs.
 """
 
 from __future__ import annotations
@@ -167,14 +169,18 @@ def launch_line(config_path: Path, num_gpus: int | None, hostfile: str | None, l
 
 
 def eval_line(run: Run, out: Path, tasks: str, num_fewshot: int | None, model_args: str, eval_args: str,
-              eval_launcher: str) -> str:
-    """One lm-eval command scoring the run's exported checkpoint with the table's protocol."""
-    pretrained = Path(run.cfg.run.output_dir) / "final"
-    args = f"pretrained={pretrained}" + (f",{model_args}" if model_args else "")
+              eval_launcher: str, dev: bool = False) -> str:
+    """One lm-eval command scoring the run's exported checkpoint with the table's protocol; `dev`: on the
+    run's held-out dev slice (data.dev_rows) instead, results in <out>/eval_dev."""
+    run_dir = Path(run.cfg.run.output_dir)
+    args = f"pretrained={run_dir / 'final'}" + (f",{model_args}" if model_args else "")
     parts = shlex.split(eval_launcher) + ["-m", "lm_eval", "--model", "llada_diffusion", "--model_args", args,
                                           "--tasks", tasks]
     parts += ["--num_fewshot", str(num_fewshot)] if num_fewshot is not None else []
-    parts += shlex.split(eval_args) + ["--output_path", str(out / "eval" / run.name)]
+    parts += shlex.split(eval_args)
+    if dev:
+        parts += ["--metadata", json.dumps({"data_dir": str(run_dir / "dev_data")})]
+    parts += ["--output_path", str(out / ("eval_dev" if dev else "eval") / run.name)]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -251,7 +257,14 @@ def main(argv: list[str] | None = None) -> int:
     header = f"# written by: {command}\n# {summary}; each line is one job, in any order\n"
     (out / "launch.sh").write_text(_script(header, launches))
     (out / "eval.sh").write_text(_script(header.replace("in any order", "after its training run"), evals))
-    for name in ("launch.sh", "eval.sh"):
+    scripts = ["launch.sh", "eval.sh"]
+    dev_runs = [r for r in runs if r.cfg.data.dev_rows]
+    if dev_runs:  # grid cells chosen on the held-out slice: compare --select-on <out>/eval_dev
+        dev_evals = [eval_line(r, out, tasks, args.num_fewshot, args.model_args, args.eval_args, args.eval_launcher,
+                               dev=True) for r in dev_runs]
+        (out / "eval_dev.sh").write_text(_script(header.replace("in any order", "after its training run"), dev_evals))
+        scripts.append("eval_dev.sh")
+    for name in scripts:
         (out / name).chmod(0o755)
     manifest = [{"name": r.name, "seed": r.seed, "values": r.values, "baseline": r.is_baseline,
                  "config": str(config_paths[r.name]), "output_dir": r.cfg.run.output_dir} for r in runs]

@@ -45,7 +45,7 @@ import torch.distributed as dist
 
 from dllm_jepa_train import checkpoint as ckpt
 from dllm_jepa_train.config import DataConfig, TrainConfig, deepspeed_config, resolve_batch, save_config, t_range
-from dllm_jepa_train.data import DiffusionCollator, StepPlan, load_examples, tokenize_examples
+from dllm_jepa_train.data import DiffusionCollator, StepPlan, dev_slice, load_examples, tokenize_examples
 from dllm_jepa_train.jepa import EmaTarget, OnlineModel, backbone_heads, backbone_width, build_predictor
 from dllm_jepa_train.toy import toy_name
 from dllm_jepa_train.objectives import collapse_stats, diffusion_denominator, diffusion_loss, jepa_loss
@@ -697,6 +697,26 @@ def _prepare_toy_inputs(cfg: TrainConfig, output_dir: Path, rank: int) -> tuple[
     return data, data_dir, pretrained
 
 
+def _hold_out_dev(cfg: TrainConfig, data: DataConfig, examples: list, data_dir: Path | None, output_dir: Path,
+                  rank: int) -> list:
+    """Drop the seeded dev slice from the training examples; rank 0 writes its docs in the task's local layout.
+
+    `data` is the resolved data config (a toy source already names its task).
+    """
+    from lm_eval_diffusion.task_data import load_docs
+
+    held = dev_slice(len(examples), cfg.data.dev_rows, cfg.data.dev_seed)
+    if rank == 0:
+        docs = load_docs(data.source, data.split, data_dir or None)
+        out = output_dir / "dev_data" / data.source / "test.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(json.dumps(docs[i]) + "\n" for i in held), encoding="utf-8")
+        log.info("dev slice: %d of %d %s/%s docs held out (seed %d), written to %s", len(held), len(examples),
+                 data.source, data.split, cfg.data.dev_seed, out)
+    kept = set(range(len(examples))) - set(held)
+    return [e for i, e in enumerate(examples) if i in kept]
+
+
 def build_trainer(cfg: TrainConfig) -> Trainer:
     """Everything `run` needs, from a validated config: process group, data, model, engine, EMA."""
     from lm_eval_diffusion.backbone import load_backbone
@@ -728,6 +748,8 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
                        trust_remote_code=cfg.model.trust_remote_code, mask_id=cfg.model.mask_id,
                        revision=cfg.model.revision, probe_padding=False)
     examples = load_examples(data_cfg, bb.tokenizer, data_dir)
+    if cfg.data.dev_rows:
+        examples = _hold_out_dev(cfg, data_cfg, examples, data_dir, output_dir, dist_info.rank)
     data = tokenize_examples(examples, bb.tokenizer, bb.spec.eos_id, cfg.data.max_length, bb.spec.shift_logits)
     rows = data.rows[: cfg.data.max_rows] if cfg.data.max_rows else data.rows
     log.info("data %s/%s: %d rows (%d truncated to %d tokens, %d dropped: prompt too long)", data_cfg.source,

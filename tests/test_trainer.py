@@ -418,3 +418,27 @@ def test_centred_collapse_stats_see_through_a_shared_mean_direction():
     assert uncentred["effective_rank"] < 1.1 and uncentred["cosine_diversity"] < 0.01
     assert centred["effective_rank"] > 10 and centred["cosine_diversity"] > 0.5
     assert centred["per_dim_std_mean"] == pytest.approx(uncentred["per_dim_std_mean"])
+
+
+def test_gsm8k_dev_slice_is_held_out_of_training_and_readable_as_a_task_split(tmp_path, tiny_checkpoints):
+    from dllm_jepa_train.data import dev_slice
+    from lm_eval_diffusion.task_data import load_docs
+
+    docs = [{"question": f"Tom has {i} apples. How many?", "answer": f"He has {i}.\n#### {i}"} for i in range(30)]
+    (tmp_path / "data" / "gsm8k").mkdir(parents=True)
+    (tmp_path / "data" / "gsm8k" / "train.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    held = dev_slice(30, 6, seed=5)
+    assert len(held) == 6 and held != dev_slice(30, 6, seed=6)
+    args = ["--model.pretrained", str(tiny_checkpoints["llada"]), "--data.source", "gsm8k", "--data.data_dir",
+            str(tmp_path / "data"), "--data.max_length", "64", "--data.dev_rows", "6", "--data.dev_seed", "5",
+            "--run.engine", "torch", "--run.precision", "fp32", "--optim.max_steps", "1"]
+    for seed in (1, 2):  # the slice follows data.dev_seed, not run.seed: every run of a grid shares it
+        out = tmp_path / f"run{seed}"
+        tr = build_trainer(load_config(None, [*args, "--run.seed", str(seed), "--run.output_dir", str(out)]))
+        assert len(tr.rows) == 24
+        assert load_docs("gsm8k", "test", out / "dev_data") == [docs[i] for i in held]
+        trained = {tr.tokenizer.decode(r["prompt_ids"], skip_special_tokens=True) for r in tr.rows}
+        assert not any(docs[i]["question"] in text for i in held for text in trained)
+        assert sum(docs[i]["question"] in text for i in range(30) for text in trained) == 24
+    with pytest.raises(Exception, match="data.dev_rows: only for data.source gsm8k"):
+        load_config(None, ["--data.source", "nlrx", "--data.dev_rows", "5"])

@@ -39,7 +39,7 @@ from dllm_jepa_train.analysis import AnalysisError
 from dllm_jepa_train.analysis.common import (
     checkpoint_label, find_run_config, load_documents, load_model, load_run_config, release,
 )
-from dllm_jepa_train.config import ConfigError, DataConfig, t_range
+from dllm_jepa_train.config import ConfigError, DataConfig, TrainConfig, t_range
 from dllm_jepa_train.data import DiffusionCollator, load_examples, tokenize_examples
 from dllm_jepa_train.objectives import collapse_stats, pool_embeddings
 from dllm_jepa_train.toy import toy_name
@@ -100,7 +100,7 @@ def heldout_split(source: str) -> str:
 
 
 def heldout_examples(
-    settings: CollapseSettings, run_cfg: Any | None, cfg_path: Path | None, tokenizer: Any
+    settings: CollapseSettings, run_cfg: TrainConfig | None, cfg_path: Path | None, tokenizer: Any
 ) -> tuple[list, str]:
     """(prompt, response, has_specials) examples of the run's held-out data and a description of the source."""
     if run_cfg is None or cfg_path is None:
