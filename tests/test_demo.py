@@ -126,3 +126,21 @@ def test_size_mismatch_with_an_existing_root_is_refused(tmp_path):
     (tmp_path / "stages.json").write_text(json.dumps({"size": "default", "done": {}}))
     with pytest.raises(demo.StageError, match="holds a 'default' demo"):
         demo.run_demo(tmp_path, "small")
+
+
+def test_training_canvas_is_the_evaluation_canvas(tiny_tokenizer):
+    import yaml
+
+    demo_tasks = PROJECT_ROOT / "tasks" / "demo"
+    yaml_names = {"gsm8k": "gsm8k_dllm_demo", "spider": "spider_exec_demo", "nlrx": "nlrx_synth_demo",
+                  "django": "django_code_demo"}
+    for task, name in yaml_names.items():
+        spec = yaml.safe_load((demo_tasks / f"{name}.yaml").read_text())
+        assert spec["generation_kwargs"]["max_gen_toks"] == demo.CANVAS[task], task
+    filled = demo.canvas_response(" baz = foo ( bar )", tiny_tokenizer, 16)
+    ids = tiny_tokenizer(filled, add_special_tokens=False)["input_ids"]
+    answer = tiny_tokenizer(" baz = foo ( bar )", add_special_tokens=False)["input_ids"]
+    # The answer's own tokens, then EOS; with the EOS the trainer appends, exactly the canvas.
+    assert ids[:len(answer)] == answer and set(ids[len(answer):]) == {tiny_tokenizer.eos_token_id}
+    assert len(ids) + 1 == 16
+    assert demo.canvas_response(" baz = foo ( bar )", tiny_tokenizer, len(answer)) is None

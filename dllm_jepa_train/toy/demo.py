@@ -81,7 +81,7 @@ class DemoSize:
 
 
 SIZES = {
-    "default": DemoSize(data_scale=0.5, pretrain_epochs=4, finetune_rows=500, finetune_epochs=3,
+    "default": DemoSize(data_scale=0.5, pretrain_epochs=3, finetune_rows=400, finetune_epochs=4,
                         eval_limit=60, eval_steps=32, probe_docs=50),
     "small": DemoSize(data_scale=0.1, pretrain_epochs=1, finetune_rows=24, finetune_epochs=1,
                       eval_limit=3, eval_steps=8, probe_docs=12),
@@ -147,22 +147,48 @@ def _trainer_cmd(config: str, overrides: dict[str, object]) -> list[str]:
 
 
 def stage_data(root: Path, size: DemoSize, env: dict[str, str]) -> None:
-    """Synthetic task data, then the fine-tuning mixture in the generic JSONL format."""
+    """Synthetic task data and the text corpus, in the layout of the real releases."""
     from dllm_jepa_train.toy.synthetic import generate_all
-    from lm_eval_diffusion.prompts import training_pair
-    from lm_eval_diffusion.task_data import TASKS, load_docs
 
     counts = generate_all(root / "data", seed=0, scale=size.data_scale)
     print(f"    wrote {sum(counts.values())} records in {len(counts)} files under {root / 'data'}")
-    rows = []
+
+
+# Answer canvas per task in tokens: the demo tasks' max_gen_toks (tasks/demo/*.yaml; a test keeps them equal).
+CANVAS = {"gsm8k": 64, "spider": 32, "nlrx": 32, "django": 32}
+
+
+def canvas_response(response: str, tokenizer, canvas: int) -> str | None:
+    """`response` and then EOS tokens up to `canvas` tokens in all, less the one EOS the trainer appends;
+    None when the response alone does not fit. Evaluation fills exactly such a canvas: the answer, then
+    EOS to its end; the trainer, with real padding (`data.use_attention_mask`), scores nothing beyond it."""
+    num_tokens = len(tokenizer(response, add_special_tokens=False)["input_ids"])
+    if num_tokens + 1 > canvas:
+        return None
+    return response + tokenizer.eos_token * (canvas - num_tokens - 1)
+
+
+def stage_finetune_data(root: Path, size: DemoSize, env: dict[str, str]) -> None:
+    """The fine-tuning mixture: zero-shot prompt and canvas-filled response per training doc, as JSONL."""
+    from transformers import AutoTokenizer
+
+    from lm_eval_diffusion.prompts import training_pair
+    from lm_eval_diffusion.task_data import TASKS, load_docs
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_of(root, "base"))
+    rows, dropped = [], 0
     for task in TASKS:
-        docs = load_docs(task, "train", data_dir=root / "data")[: size.finetune_rows]
-        for doc in docs:
+        for doc in load_docs(task, "train", data_dir=root / "data")[: size.finetune_rows]:
             prompt, response = training_pair(task, doc)
-            rows.append({"prompt": prompt, "response": response, "task": task})
+            filled = canvas_response(response, tokenizer, CANVAS[task])
+            if filled is None:
+                dropped += 1
+                continue
+            rows.append({"prompt": prompt, "response": filled, "task": task})
     path = root / "data" / "finetune.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"    fine-tuning mixture: {len(rows)} rows ({size.finetune_rows} per task) -> {path}")
+    print(f"    fine-tuning mixture: {len(rows)} rows (up to {size.finetune_rows} per task; {dropped} longer "
+          f"than their task's canvas left out) -> {path}")
 
 
 def stage_pretrain(root: Path, size: DemoSize, env: dict[str, str]) -> None:
@@ -285,6 +311,7 @@ def stages_for(seeds: list[int]) -> list[tuple[str, Callable[[Path, DemoSize, di
     return [
         ("data", stage_data),
         ("pretrain", stage_pretrain),
+        ("finetune_data", stage_finetune_data),
         *[(run_name(m, s), _finetune(m, s)) for s in seeds for m in METHODS],
         ("eval_base", _evaluate("base", None)),
         *[(f"eval_{run_name(m, s)}", _evaluate(m, s)) for s in seeds for m in METHODS],

@@ -422,8 +422,8 @@ _RX_RULES: dict[str, tuple[int, Callable[["_RxSampler", int], _Rx]]] = {
     "words": (1, _op_words),
 }
 # Depth of the operator tree under "lines ...", drawn uniformly from this tuple. The release goes to 3;
-# the toy data stops at 2 so descriptions stay short (<= NLRX_MAX_WORDS) and regexes fit a short canvas.
-NLRX_DEPTHS = (1, 1, 2)
+# the toy data has one operator over terminals: short descriptions, regexes a toy model can learn.
+NLRX_DEPTHS = (1,)
 
 
 class _RxSampler:
