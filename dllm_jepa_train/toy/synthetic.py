@@ -26,7 +26,15 @@ for dev.json, indent 3 for tables.json, no final newline), no final newline in t
 leading spaces on Django annotations and uneven leading spaces on code lines, Spider's query spacing
 (' ,  ', '  =  ') and token lists, and the NL-RX release's phrasing and dk.brics bracketing per rule.
 
-Deviations from the real data, all deliberate:
+Deviations from the real data, all deliberate. Every task is drawn from a small table of templates
+(GSM8K_TEMPLATES, _RX_RULES, _DJANGO_TEMPLATES, SPIDER_TEMPLATES) over closed vocabularies, so that a
+test item is a new combination of parts a toy model has seen in training:
+- GSM8K problems take one or two steps (the release: two to eight).
+- NL-RX lines have one operator over the terminals (NLRX_DEPTHS; the release nests up to three), at
+  most 16 words and 40 regex characters.
+- Django lines use a few names per role, and annotations are unique over the whole file (the release
+  repeats lines such as "try :"), shuffled so the test lines follow the training lines' template mix.
+- Spider questions are single-table (no joins, HAVING or set operations): short gold queries.
 - Spider `sql` holds the parsed form for the generated templates (the same nested lists as the real
   release), computed from the query structure rather than by Spider's own parser.
 - Spider `train_spider.json` uses the same two databases as `dev.json`; questions never repeat across
