@@ -23,6 +23,7 @@ from dllm_jepa_train import config as config_module
 from dllm_jepa_train.main import main, split_args
 
 CONFIGS = Path(__file__).resolve().parents[1] / "dllm_jepa_train" / "configs"
+TOY_CONFIGS = CONFIGS.parent / "toy" / "configs"  # the demo's stages
 PAPER = [f"{task}_{kind}" for task in TASKS for kind in ("baseline", "jepa")]
 WIDE_T = ["gsm8k_widet_baseline", "gsm8k_widet_jepa", "gsm8k_widet_l2anchor"]
 
@@ -79,7 +80,7 @@ def test_tiny_and_demo_configs_keep_their_own_batch():
     for name in ("tiny_jepa", "tiny_baseline"):
         assert load_config(CONFIGS / f"{name}.yaml").optim.global_batch_size == 0
     for name in ("demo_jepa", "demo_baseline", "demo_pretrain"):  # the demo completes data.path
-        assert load_config(CONFIGS / f"{name}.yaml", ["--data.path", "x"]).optim.global_batch_size == 0
+        assert load_config(TOY_CONFIGS / f"{name}.yaml", ["--data.path", "x"]).optim.global_batch_size == 0
 
 
 def test_dream_override_set_switches_only_the_backbone():

@@ -199,8 +199,9 @@ def test_every_gold_query_returns_rows_on_its_database(data_dir):
         finally:
             conn.close()
     kinds = " ".join(r["query"] for r in records)
-    for clause in ("count(*)", "WHERE", "avg(", "GROUP BY", "HAVING", "ORDER BY", "LIMIT", " JOIN ", "DISTINCT"):
+    for clause in ("count(*)", "WHERE", "avg(", "GROUP BY", "ORDER BY", "LIMIT", "DISTINCT"):
         assert clause in kinds, clause
+    assert " JOIN " not in kinds and "HAVING" not in kinds  # single-table templates: short gold queries
 
 
 def test_tables_json_describes_the_sqlite_files(data_dir):
@@ -446,6 +447,29 @@ def test_text_corpus_is_disjoint_and_free_of_task_items(data_dir):
     held_out += [r["question"] for r in json.loads((data_dir / "spider" / "dev.json").read_text())]
     assert not [q for q in held_out if q in corpus]
     assert "####" in corpus and "SELECT" in corpus and "lines " in corpus and " = " in corpus
+
+
+# Each task's test split, its training split, and how a test item would read in the text corpus
+# (the corpus writes a pair as "input output", newlines as spaces).
+_EVAL_SPLITS = {"gsm8k": "test", "spider": "validation", "nlrx": "test", "django": "test"}
+_INPUT = {"gsm8k": "question", "spider": "question", "nlrx": "description", "django": "anno"}
+_OUTPUT = {"gsm8k": "answer", "spider": "query", "nlrx": "regex", "django": "code"}
+
+
+def test_no_test_item_appears_in_any_training_data(data_dir):
+    task_data = pytest.importorskip("lm_eval_diffusion.task_data")
+    corpus = "\n".join(_lines(data_dir / "text" / "train.txt"))
+    for task, split in _EVAL_SPLITS.items():
+        test = task_data.load_docs(task, split, data_dir)
+        train = task_data.load_docs(task, "train", data_dir)
+        assert len(test) >= 20 and len(train) >= 50, task
+        # No test input is a training input (fine-tuning reads the train split only) ...
+        assert not {d[_INPUT[task]] for d in test} & {d[_INPUT[task]] for d in train}, task
+        # ... and no test pair is in the pre-training corpus.
+        pairs = [f"{d[_INPUT[task]].strip()} {d[_OUTPUT[task]].strip()}".replace("\n", " ") for d in test]
+        assert not [p for p in pairs if p in corpus], task
+    # The pair check can fail: the corpus does write task pairs in that very form ("question? SELECT ...").
+    assert re.search(r"\? SELECT ", corpus) and re.search(r"\? \w+ [^?]*<<", corpus)
 
 
 # ---------------------------------------------------------------------------------- project loaders

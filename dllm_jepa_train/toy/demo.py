@@ -1,23 +1,53 @@
 """The whole DLLM-JEPA pipeline at toy scale, offline, on a CPU: the README's first command.
 
-    bash scripts/demo.sh                           # from a fresh clone: venv, install, run
+    bash scripts/demo.sh                               # from a fresh clone: venv, install, run
     python -m dllm_jepa_train.toy.demo                 # default size, at most 10 minutes on 2 cores
-    python -m dllm_jepa_train.toy.demo --size small    # the CI-sized run, about 3 minutes
+    python -m dllm_jepa_train.toy.demo --seeds 3       # three fine-tunes per method: mean ± std, paired deltas
+    python -m dllm_jepa_train.toy.demo --size small    # the CI-sized run, a few minutes
     python -m dllm_jepa_train.toy.demo --fresh         # start over instead of reusing finished stages
 
 Stages, each the real command a user runs on real checkpoints:
-  data       synthetic GSM8K / Spider / NL-RX / Django / text data in the layout of the real releases
-  pretrain   a byte-level BPE tokenizer and a tiny LLaDA-like base, pre-trained on the text corpus with
-             the trainer's plain-text mode (`deepspeed dllm_jepa_train/main.py ... --data.source text`)
-  baseline   diffusion-only fine-tune of that base on the four tasks' training splits (jepa.lambda 0)
-  jepa       the DLLM-JEPA fine-tune with the same data, seed and recipe (jepa.lambda 1)
-  eval_*     `lm_eval --model llada_diffusion --tasks dllm_jepa_demo` on base, baseline and JEPA
-             (the task suite's prompts, 4-shot protocol and metrics; shorter generation budgets)
-  probe      held-out diffusion loss at 50% masking and per-layer drift from the base
-  compare    the baseline -> JEPA table and the plots
+  data         synthetic GSM8K / Spider / NL-RX / Django / text data in the layout of the real releases
+               (`dllm_jepa_train.toy.synthetic`), and the fine-tuning mixture of the four training splits
+  pretrain     a byte-level BPE tokenizer and a tiny LLaDA-like base, pre-trained on the text corpus with
+               the trainer's plain-text mode (`deepspeed dllm_jepa_train/main.py ... --data.source text`)
+  baseline_sN  diffusion-only fine-tune of that base on the mixture (jepa.lambda 0), run seed N
+  jepa_sN      the DLLM-JEPA fine-tune with the same data, seed and recipe (jepa.lambda 1)
+  eval_*       `lm_eval --model llada_diffusion --tasks dllm_jepa_demo` on the base and every fine-tune
+  probe_*      held-out diffusion loss at 50% masking and per-layer drift from the base
+  compare_*    the analysis `compare` command: its per-metric table and the plots
+  summary_*    the table a newcomer reads (`dllm_jepa_train.toy.report`): base -> baseline -> JEPA per
+               task, probe and drift rows, and what they show in words
 
-Finished stages are recorded in <root>/stages.json and skipped on a rerun. Whatever the tiny models
-score is reported as it is.
+What was chosen to give the toy models a chance to learn, and why:
+- Data: closed vocabularies and short, regular templates (tables of small functions in
+  `toy.synthetic`): NL-RX lines with one operator over 10 terminals, Django lines over a few names per
+  role, single-table Spider questions, one- and two-step word problems. A test item is a new
+  combination of parts the training split has seen (copying rarely seen open-class words is what a tiny
+  diffusion model learns slowest). Test items never appear verbatim in any training data: every task
+  file draws unique inputs, test and training splits are disjoint, and the pre-training corpus is drawn
+  from fresh samples that exclude every task item (checked in tests/test_synthetic.py).
+- Pre-training: the corpus mixes task-like text (word problems, descriptions and their regexes,
+  pseudo-code and code, questions and SQL) with general sentences, so the base knows the kind of text
+  and the probe measures forgetting of something real; it never saw the tasks' prompt format.
+- Model: LLaDA-like, 4 layers, width 128, 1,024-token BPE vocabulary (toy/configs/demo_pretrain.yaml),
+  the largest that leaves time for evaluation in a 10-minute CPU run.
+- Fine-tuning: baseline and JEPA share every setting except jepa.lambda (toy/configs/demo_*.yaml).
+  Context masking t ~ U(0.05, 1) per row (eq. 2's t ~ U(0, 1)) for both, instead of the paper's fixed
+  t_L = 0.2: evaluation starts from a fully masked answer, which a model trained only at 20% masking
+  has never seen. The JEPA target view keeps t_H = 0.7. Each response is trained on the evaluation's
+  answer canvas: the answer, then EOS up to the task's canvas length; the padding of a mixed batch is
+  real padding (`data.use_attention_mask`), so EOS no longer makes up most of the scored tokens.
+- Evaluation (tasks/demo/): the real tasks' prompts and metrics, zero-shot (the fine-tunes learn exactly
+  the zero-shot prompt), raw generations (`until: []` outside GSM8K; the metrics clean), a 32-token
+  answer canvas (64 for GSM8K), 32 denoising steps, at most 60 test docs per task.
+Nothing here is tuned to make either method win; whatever the two score is reported as it is. Measured
+on a shared 2-core machine, this budget is not enough for the tiny model to learn the tasks: its
+fine-tunes still print malformed answers (e.g. "([A---zz])" for an NL-RX regex) and score about 0; see
+the summary's closing lines for what a run shows.
+
+Finished stages are recorded in <root>/stages.json and skipped on a rerun; adding seeds reuses the
+runs of the earlier seeds.
 """
 
 from __future__ import annotations
@@ -26,6 +56,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -33,7 +64,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+import yaml
+
+from dllm_jepa_train.toy import toy_name
+from dllm_jepa_train.toy.report import build_summary
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # dllm_jepa_train/
+PROJECT_ROOT = PACKAGE_DIR.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
@@ -46,17 +83,17 @@ class DemoSize:
     finetune_rows: int  # training rows per task in the fine-tuning mixture
     finetune_epochs: int  # passes of each fine-tune
     eval_limit: int  # documents per task in each lm_eval run
-    eval_steps: int  # denoising steps over the whole generation (block 32, generation 48 or 96 tokens)
+    eval_steps: int  # denoising steps over the whole generation (block 32; canvas 32, GSM8K 64 tokens)
     probe_docs: int  # held-out documents for the probe and drift
 
 
 SIZES = {
-    "default": DemoSize(data_scale=0.5, pretrain_epochs=3, finetune_rows=200, finetune_epochs=2,
-                        eval_limit=20, eval_steps=48, probe_docs=100),
+    "default": DemoSize(data_scale=0.5, pretrain_epochs=3, finetune_rows=400, finetune_epochs=4,
+                        eval_limit=60, eval_steps=32, probe_docs=50),
     "small": DemoSize(data_scale=0.1, pretrain_epochs=1, finetune_rows=24, finetune_epochs=1,
-                      eval_limit=3, eval_steps=12, probe_docs=12),
+                      eval_limit=3, eval_steps=8, probe_docs=12),
 }
-MODELS = ("base", "baseline", "jepa")
+METHODS = ("baseline", "jepa")  # the two fine-tunes; the base is evaluated once
 
 
 class StageError(RuntimeError):
@@ -101,8 +138,15 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _free_port() -> int:
+    """A local TCP port nobody listens on now: deepspeed's default 29500 may be taken by another run."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _trainer_cmd(config: str, overrides: dict[str, object]) -> list[str]:
-    cmd = [_bin("deepspeed"), "--num_gpus", "1", str(PROJECT_ROOT / "dllm_jepa_train" / "main.py"),
+    cmd = [_bin("deepspeed"), "--num_gpus", "1", "--master_port", str(_free_port()), str(PACKAGE_DIR / "main.py"),
            "--config", str(CONFIGS / config)]
     for key, value in overrides.items():
         cmd += [f"--{key}", str(value)]
@@ -110,22 +154,48 @@ def _trainer_cmd(config: str, overrides: dict[str, object]) -> list[str]:
 
 
 def stage_data(root: Path, size: DemoSize, env: dict[str, str]) -> None:
-    """Synthetic task data, then the fine-tuning mixture in the generic JSONL format."""
+    """Synthetic task data and the text corpus, in the layout of the real releases."""
     from dllm_jepa_train.toy.synthetic import generate_all
-    from lm_eval_diffusion.prompts import training_pair
-    from lm_eval_diffusion.task_data import TASKS, load_docs
 
     counts = generate_all(root / "data", seed=0, scale=size.data_scale)
     print(f"    wrote {sum(counts.values())} records in {len(counts)} files under {root / 'data'}")
-    rows = []
+
+
+# Answer canvas per task in tokens: the demo tasks' max_gen_toks (tasks/demo/*.yaml; a test keeps them equal).
+CANVAS = {"gsm8k": 64, "spider": 32, "nlrx": 32, "django": 32}
+
+
+def canvas_response(response: str, tokenizer, canvas: int) -> str | None:
+    """`response` and then EOS tokens up to `canvas` tokens in all, less the one EOS the trainer appends;
+    None when the response alone does not fit. Evaluation fills exactly such a canvas: the answer, then
+    EOS to its end; the trainer, with real padding (`data.use_attention_mask`), scores nothing beyond it."""
+    num_tokens = len(tokenizer(response, add_special_tokens=False)["input_ids"])
+    if num_tokens + 1 > canvas:
+        return None
+    return response + tokenizer.eos_token * (canvas - num_tokens - 1)
+
+
+def stage_finetune_data(root: Path, size: DemoSize, env: dict[str, str]) -> None:
+    """The fine-tuning mixture: zero-shot prompt and canvas-filled response per training doc, as JSONL."""
+    from transformers import AutoTokenizer
+
+    from lm_eval_diffusion.prompts import training_pair
+    from lm_eval_diffusion.task_data import TASKS, load_docs
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint_of(root, "base"))
+    rows, dropped = [], 0
     for task in TASKS:
-        docs = load_docs(task, "train", data_dir=root / "data")[: size.finetune_rows]
-        for doc in docs:
+        for doc in load_docs(task, "train", data_dir=root / "data")[: size.finetune_rows]:
             prompt, response = training_pair(task, doc)
-            rows.append({"prompt": prompt, "response": response, "task": task})
+            filled = canvas_response(response, tokenizer, CANVAS[task])
+            if filled is None:
+                dropped += 1
+                continue
+            rows.append({"prompt": prompt, "response": filled, "task": task})
     path = root / "data" / "finetune.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"    fine-tuning mixture: {len(rows)} rows ({size.finetune_rows} per task) -> {path}")
+    print(f"    fine-tuning mixture: {len(rows)} rows (up to {size.finetune_rows} per task; {dropped} longer "
+          f"than their task's canvas left out) -> {path}")
 
 
 def stage_pretrain(root: Path, size: DemoSize, env: dict[str, str]) -> None:
@@ -136,69 +206,131 @@ def stage_pretrain(root: Path, size: DemoSize, env: dict[str, str]) -> None:
     }), root / "logs" / "pretrain.log", env, "pretrain")
 
 
-def _finetune(method: str) -> Callable[[Path, DemoSize, dict[str, str]], None]:
+FAMILY_NAMES = {"llada": "LLaDA", "dream": "Dream", "generic": "generic masked"}
+
+
+def tiny_description() -> str:
+    """The base model in words, from the pre-training config."""
+    config = yaml.safe_load((CONFIGS / "demo_pretrain.yaml").read_text())
+    tiny, family = config["tiny"], toy_name(config["model"]["pretrained"])
+    return (f"{tiny['num_layers']}-layer width-{tiny['hidden_size']} {FAMILY_NAMES[family]}-like model "
+            f"({tiny['vocab_size']}-token BPE vocabulary)")
+
+
+SEEDS = (42, 123, 777)  # the paper's seeds; --seeds N takes the first N, then 1000, 1001, ...
+
+
+def seeds_of(num_seeds: int) -> list[int]:
+    """The run seeds of `--seeds num_seeds`."""
+    if num_seeds < 1:
+        raise StageError(f"--seeds must be >= 1, got {num_seeds}")
+    return [*SEEDS[:num_seeds], *range(1000, 1000 + num_seeds - len(SEEDS))]
+
+
+def run_name(method: str, seed: int | None) -> str:
+    """Folder name of a model under the demo root: 'base', or 'baseline_s42' / 'jepa_s42'."""
+    return method if seed is None else f"{method}_s{seed}"
+
+
+def checkpoint_of(root: Path, method: str, seed: int | None = None) -> Path:
+    """The HF checkpoint directory of the base (seed None) or of one fine-tune."""
+    return root / run_name(method, seed) / "final"
+
+
+def _finetune(method: str, seed: int) -> Callable[[Path, DemoSize, dict[str, str]], None]:
     def stage(root: Path, size: DemoSize, env: dict[str, str]) -> None:
+        name = run_name(method, seed)
         run_logged(_trainer_cmd(f"demo_{method}.yaml", {
-            "model.pretrained": root / "base" / "final",
+            "model.pretrained": checkpoint_of(root, "base"),
             "data.path": root / "data" / "finetune.jsonl",
             "optim.epochs": size.finetune_epochs,
-            "run.output_dir": root / method,
-        }), root / "logs" / f"{method}.log", env, method)
+            "run.seed": seed,
+            "run.output_dir": root / name,
+        }), root / "logs" / f"{name}.log", env, name)
     return stage
 
 
-def checkpoint_of(root: Path, model: str) -> Path:
-    """The HF checkpoint directory of `model` (base | baseline | jepa)."""
-    return root / model / "final"
-
-
-def _evaluate(model: str) -> Callable[[Path, DemoSize, dict[str, str]], None]:
+def _evaluate(method: str, seed: int | None) -> Callable[[Path, DemoSize, dict[str, str]], None]:
     def stage(root: Path, size: DemoSize, env: dict[str, str]) -> None:
-        out = root / "eval" / model
+        name = run_name(method, seed)
+        out = root / "eval" / name
         shutil.rmtree(out, ignore_errors=True)
-        model_args = (f"pretrained={checkpoint_of(root, model)},steps={size.eval_steps},"
+        model_args = (f"pretrained={checkpoint_of(root, method, seed)},steps={size.eval_steps},"
                       f"block_length=32,dtype=float32")
         run_logged([_bin("lm_eval"), "--model", "llada_diffusion", "--model_args", model_args,
-                    "--tasks", "dllm_jepa_demo", "--limit", str(size.eval_limit), "--batch_size", "8",
+                    "--tasks", "dllm_jepa_demo", "--limit", str(size.eval_limit), "--batch_size", "16",
                     "--device", "cpu", "--output_path", str(out), "--log_samples",
                     "--metadata", json.dumps({"data_dir": str(root / "data")})],
-                   root / "logs" / f"eval_{model}.log", env, f"eval_{model}")
+                   root / "logs" / f"eval_{name}.log", env, f"eval_{name}")
     return stage
 
 
-def stage_probe(root: Path, size: DemoSize, env: dict[str, str]) -> None:
-    analysis = [sys.executable, "-m", "dllm_jepa_train.analysis"]
-    common = ["--base", str(checkpoint_of(root, "base")), "--finetunes",
-              str(checkpoint_of(root, "jepa")), str(checkpoint_of(root, "baseline")),
-              "--text-file", str(root / "data" / "text" / "valid.txt"), "--device", "cpu"]
-    run_logged(analysis + ["probe", *common, "--num-docs", str(size.probe_docs),
-                           "--out", str(root / "analysis" / "probe.json")],
-               root / "logs" / "probe.log", env, "probe")
-    run_logged(analysis + ["drift", *common, "--num-samples", str(size.probe_docs),
-                           "--out", str(root / "analysis" / "drift.json")],
-               root / "logs" / "drift.log", env, "probe")
+def _finetunes(root: Path, seeds: list[int]) -> list[Path]:
+    return [checkpoint_of(root, method, seed) for method in METHODS for seed in seeds]
 
 
-def stage_compare(root: Path, size: DemoSize, env: dict[str, str]) -> None:
-    seed = 42
-    cmd = [sys.executable, "-m", "dllm_jepa_train.analysis", "compare",
-           "--run", f"baseline:{seed}:{root / 'eval' / 'baseline'}",
-           "--run", f"jepa:{seed}:{root / 'eval' / 'jepa'}",
-           "--probe", str(root / "analysis" / "probe.json"),
-           "--drift", str(root / "analysis" / "drift.json"),
-           "--out", str(root / "compare")]
-    run_logged(cmd, root / "logs" / "compare.log", env, "compare")
+def _probe(seeds: list[int]) -> Callable[[Path, DemoSize, dict[str, str]], None]:
+    def stage(root: Path, size: DemoSize, env: dict[str, str]) -> None:
+        analysis = [sys.executable, "-m", "dllm_jepa_train.analysis"]
+        common = ["--base", str(checkpoint_of(root, "base")), "--finetunes",
+                  *map(str, _finetunes(root, seeds)),
+                  "--text-file", str(root / "data" / "text" / "valid.txt"), "--device", "cpu"]
+        run_logged(analysis + ["probe", *common, "--num-docs", str(size.probe_docs),
+                               "--out", str(root / "analysis" / "probe.json")],
+                   root / "logs" / "probe.log", env, "probe")
+        run_logged(analysis + ["drift", *common, "--num-samples", str(size.probe_docs),
+                               "--out", str(root / "analysis" / "drift.json")],
+                   root / "logs" / "drift.log", env, "probe")
+    return stage
 
 
-STAGES: list[tuple[str, Callable[[Path, DemoSize, dict[str, str]], None]]] = [
-    ("data", stage_data),
-    ("pretrain", stage_pretrain),
-    ("baseline", _finetune("baseline")),
-    ("jepa", _finetune("jepa")),
-    *[(f"eval_{m}", _evaluate(m)) for m in MODELS],
-    ("probe", stage_probe),
-    ("compare", stage_compare),
-]
+def _compare(seeds: list[int]) -> Callable[[Path, DemoSize, dict[str, str]], None]:
+    def stage(root: Path, size: DemoSize, env: dict[str, str]) -> None:
+        cmd = [sys.executable, "-m", "dllm_jepa_train.analysis", "compare"]
+        for method in METHODS:
+            for seed in seeds:
+                cmd += ["--run", f"{method}:{seed}:{root / 'eval' / run_name(method, seed)}"]
+        cmd += ["--probe", str(root / "analysis" / "probe.json"), "--drift", str(root / "analysis" / "drift.json"),
+                "--out", str(root / "compare")]
+        run_logged(cmd, root / "logs" / "compare.log", env, "compare")
+    return stage
+
+
+def _summary(seeds: list[int]) -> Callable[[Path, DemoSize, dict[str, str]], None]:
+    def stage(root: Path, size: DemoSize, env: dict[str, str]) -> None:
+        settings = (f"Toy scale: synthetic data, a {tiny_description()} pre-trained on the demo's text corpus; "
+                    f"every task zero-shot, at most {size.eval_limit} test docs per task, answer canvas 32 tokens "
+                    f"(GSM8K 64), {size.eval_steps} denoising steps, greedy; raw generations scored by the real "
+                    f"tasks' metrics. Fine-tunes: {size.finetune_rows} training rows per task, "
+                    f"{size.finetune_epochs} epoch{'s' if size.finetune_epochs > 1 else ''}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; baseline and JEPA "
+                    f"differ only in jepa.lambda (0 / 1).")
+        text = build_summary(
+            root / "eval" / "base",
+            [root / "eval" / run_name("baseline", s) for s in seeds],
+            [root / "eval" / run_name("jepa", s) for s in seeds],
+            root / "analysis" / "probe.json", root / "analysis" / "drift.json",
+            {m: [checkpoint_of(root, m, s) for s in seeds] for m in METHODS}, settings)
+        (root / "summary.md").write_text(text)
+    return stage
+
+
+def stages_for(seeds: list[int]) -> list[tuple[str, Callable[[Path, DemoSize, dict[str, str]], None]]]:
+    """Every stage of a demo with these seeds, in order; names are stable, so a rerun reuses them."""
+    return [
+        ("data", stage_data),
+        ("pretrain", stage_pretrain),
+        ("finetune_data", stage_finetune_data),
+        *[(run_name(m, s), _finetune(m, s)) for s in seeds for m in METHODS],
+        ("eval_base", _evaluate("base", None)),
+        *[(f"eval_{run_name(m, s)}", _evaluate(m, s)) for s in seeds for m in METHODS],
+        # The next three read every seed's runs: their names carry the seed count, so adding seeds reruns them.
+        (f"probe_{len(seeds)}seeds", _probe(seeds)),
+        (f"compare_{len(seeds)}seeds", _compare(seeds)),
+        (f"summary_{len(seeds)}seeds", _summary(seeds)),
+    ]
+
+
+STAGES = stages_for(seeds_of(1))
 
 
 def _load_state(path: Path, size_name: str) -> dict:
@@ -211,11 +343,12 @@ def _load_state(path: Path, size_name: str) -> dict:
     return state
 
 
-def run_demo(root: Path, size_name: str = "default", fresh: bool = False) -> dict[str, float]:
+def run_demo(root: Path, size_name: str = "default", fresh: bool = False, num_seeds: int = 1) -> dict[str, float]:
     """Run every stage not yet finished under `root`; return {stage: seconds} of this and earlier runs."""
     if size_name not in SIZES:
         raise StageError(f"--size must be one of {', '.join(SIZES)}; got {size_name!r}")
     size = SIZES[size_name]
+    stages = stages_for(seeds_of(num_seeds))
     root = root.resolve()
     if fresh and root.exists():
         shutil.rmtree(root)
@@ -223,8 +356,8 @@ def run_demo(root: Path, size_name: str = "default", fresh: bool = False) -> dic
     state_path = root / "stages.json"
     state = _load_state(state_path, size_name)
     env = _env(root)
-    for index, (name, stage) in enumerate(STAGES, start=1):
-        header = f"[{index}/{len(STAGES)}] {name}"
+    for index, (name, stage) in enumerate(stages, start=1):
+        header = f"[{index}/{len(stages)}] {name}"
         if name in state["done"]:
             print(f"{header}: done in an earlier run ({state['done'][name]:.1f} s), reused")
             continue
@@ -241,30 +374,31 @@ def run_demo(root: Path, size_name: str = "default", fresh: bool = False) -> dic
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(state_path)  # atomic: a crash never leaves a half-written record
         print(f"{header}: finished in {state['done'][name]:.1f} s", flush=True)
-    return state["done"]
+    return {name: state["done"][name] for name, _ in stages}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="demo_runs", help="where every stage writes (default demo_runs/)")
     parser.add_argument("--size", default="default", choices=sorted(SIZES), help="default or small (CI)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="fine-tunes per method (seeds 42, 123, 777, ...); each adds about a third to the run time")
     parser.add_argument("--fresh", action="store_true", help="delete --root first and run every stage")
     args = parser.parse_args(argv)
     wall = time.perf_counter()
     try:
-        timings = run_demo(Path(args.root), args.size, args.fresh)
+        timings = run_demo(Path(args.root), args.size, args.fresh, args.seeds)
     except StageError as err:
         print(f"\ndemo failed: {err}", file=sys.stderr)
         return 1
     root = Path(args.root)
-    table = root / "compare" / "compare.md"
-    if table.exists():
-        print("\n" + table.read_text())
-    print("Stage times (seconds):")
+    print("\nStage times (seconds):")
     for name, seconds in timings.items():
-        print(f"  {name:<14} {seconds:8.1f}")
-    print(f"  {'total':<14} {sum(timings.values()):8.1f}   (this invocation: {time.perf_counter() - wall:.1f})")
-    print(f"\nOutputs: {root}/compare (table, plots), {root}/eval (lm-eval results), {root}/logs")
+        print(f"  {name:<22} {seconds:8.1f}")
+    print(f"  {'total':<22} {sum(timings.values()):8.1f}   (this invocation: {time.perf_counter() - wall:.1f})")
+    print(f"\nOutputs: {root}/summary.md (the table below), {root}/compare (per-metric table, plots), "
+          f"{root}/eval (lm-eval results and samples), {root}/logs\n")
+    print((root / "summary.md").read_text())
     return 0
 
 
