@@ -765,4 +765,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
 
 def run(cfg: TrainConfig) -> Path:
     """Train from a validated config; return the exported `final/` directory."""
-    return build_trainer(cfg).train()
+    try:
+        return build_trainer(cfg).train()
+    finally:
+        # A process group still alive at interpreter exit can abort a rank after its work is done
+        # ("terminate called without an active exception", exit 250 under 2 gloo ranks).
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
