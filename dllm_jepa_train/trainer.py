@@ -671,19 +671,19 @@ def _prepare_toy_inputs(cfg: TrainConfig, output_dir: Path, rank: int) -> tuple[
     """
     data, data_dir = cfg.data, (Path(cfg.data.data_dir) if cfg.data.data_dir else None)
     pretrained = cfg.model.pretrained
-    if toy_name(data.source) is None and toy_name(pretrained) is None:
+    task, family = toy_name(data.source), toy_name(pretrained)
+    if task is None and family is None:
         return data, data_dir, pretrained
     from dllm_jepa_train.toy.inputs import prepare_data, prepare_model
 
-    if toy_name(data.source) is not None:
-        task = toy_name(data.source)
+    if task is not None:
         data_dir = output_dir / "data"
         if rank == 0:
             prepare_data(data.source, data_dir, data.generate_seed, data.generate_scale)
             log.info("synthetic data (%s) in %s", data.source, data_dir)
         _barrier()
         data = dataclasses.replace(data, source=task, data_dir=str(data_dir))
-    if toy_name(pretrained) is not None:
+    if family is not None:
         base = output_dir / "base"
         if rank == 0:
             corpus = [p + r for p, r, _ in load_examples(data, None, data_dir)]

@@ -11,9 +11,10 @@ tuned to any outcome). The demo's `summary` stage calls `build_summary` and prin
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
+
+from dllm_jepa_train.analysis.compare import mean_std  # population std, as compare's table reports it
 
 # Per demo task: (metric key in lm-eval's results, how the table names it). The metric the paper
 # reports for that task, strict forms where there is a choice.
@@ -59,12 +60,6 @@ def collect(folders: list[Path]) -> Scores:
             per_task[task].append(value)
         num_docs = docs
     return Scores(per_task, num_docs)
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and population std (0 for one value), as compare reports them."""
-    mean = sum(values) / len(values)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
 def _cell(values: list[float], digits: int = 3) -> str:
@@ -125,12 +120,12 @@ def conclusions(base: Scores, methods: dict[str, Scores], base_loss: float, prob
                 drift_mean: dict[str, list[float]]) -> list[str]:
     """Plain sentences computed from the numbers in the table."""
     out = []
+    means = {m: {t: mean_std(scores.per_task[t])[0] for t in HEADLINE} for m, scores in methods.items()}
     learned = [t for t in HEADLINE
-               if all(mean_std(m.per_task[t])[0] >= LEARNED and mean_std(m.per_task[t])[0] > base.per_task[t][0]
-                      for m in methods.values())]
+               if all(means[m][t] >= LEARNED and means[m][t] > base.per_task[t][0] for m in methods)]
     if learned:
-        parts = [f"{t} {base.per_task[t][0]:.2f} -> {mean_std(methods['baseline'].per_task[t])[0]:.2f} / "
-                 f"{mean_std(methods['jepa'].per_task[t])[0]:.2f}" for t in learned]
+        parts = [f"{t} {base.per_task[t][0]:.2f} -> {means['baseline'][t]:.2f} / {means['jepa'][t]:.2f}"
+                 for t in learned]
         out.append(f"Fine-tuning taught {len(learned)} of {len(HEADLINE)} tasks: both methods score >= {LEARNED} and "
                    f"above the base on {', '.join(learned)} (base -> baseline / JEPA: {'; '.join(parts)}).")
     else:
@@ -145,10 +140,11 @@ def conclusions(base: Scores, methods: dict[str, Scores], base_loss: float, prob
         out.append("JEPA vs baseline: one seed each, so a difference between them has no error bar; "
                    "run with --seeds 3 before reading anything into it.")
     else:
-        clear = [t for t, d in deltas.items() if abs(mean_std(d)[0]) > mean_std(d)[1] and mean_std(d)[0] != 0]
+        delta_stats = {t: mean_std(d) for t, d in deltas.items()}
+        clear = [t for t, (mean, std) in delta_stats.items() if abs(mean) > std and mean != 0]
         if clear:
             out.append("JEPA vs baseline, where the paired delta exceeds its spread over seeds: " + ", ".join(
-                f"{t} {'higher' if mean_std(deltas[t])[0] > 0 else 'lower'} ({mean_std(deltas[t])[0]:+.3f})" for t in clear)
+                f"{t} {'higher' if delta_stats[t][0] > 0 else 'lower'} ({delta_stats[t][0]:+.3f})" for t in clear)
                 + "; elsewhere the two are within seed noise.")
         else:
             out.append(f"JEPA vs baseline: every paired delta is within its spread over the {n} seeds: no difference shown.")
