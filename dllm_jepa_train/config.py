@@ -77,6 +77,9 @@ class DataConfig:
     max_length: int = option(512, "cap on prompt + response tokens; longer rows are truncated (and counted)")
     pad_to_max_length: bool = option(False, "pad every batch to max_length (fixed shapes); else to its longest row")
     use_attention_mask: bool = option(False, "False (LLaDA): the EOS fill is response, masked and scored; True: real padding")
+    group_by_length: bool = option(False, "batch rows of similar length together (sorted within windows of 50 steps of "
+                                          "the shuffled order, steps shuffled again): less padding for a mixture of short "
+                                          "and long rows")
     max_rows: int = option(0, "use only the first N rows (0: all)")
     dev_rows: int = option(0, "gsm8k only: hold out a seeded slice of N training docs (never trained on) and write "
                               "it to <output_dir>/dev_data/gsm8k/test.jsonl, a dev split for choosing grid cells "

@@ -181,11 +181,22 @@ class DiffusionCollator:
         return batch
 
 
+# Length grouping sorts rows by length within windows of this many optimizer steps of the shuffled order.
+GROUP_WINDOW_STEPS = 50
+
+
 @dataclass
 class StepPlan:
     """Which rows each optimizer step reads: epoch e shuffles with (seed, e); one step reads
     micro_batch_size * grad_accum * world_size rows, micro-batch m of rank r the slice (m * world + r).
-    Rows that do not fill a whole step at the end of an epoch are skipped in that epoch."""
+    Rows that do not fill a whole step at the end of an epoch are skipped in that epoch.
+
+    With `lengths` (row lengths in tokens; `data.group_by_length`), each window of GROUP_WINDOW_STEPS
+    steps of the shuffled order is sorted by length, longest first, cut into steps, and the steps of the
+    epoch are shuffled again: a step's rows have similar lengths, so a batch padded to its longest row
+    wastes little (a mixture of short and long tasks otherwise pads most rows to the longest task's).
+    An epoch still reads every row once, but for the few that do not fill a last step (with grouping,
+    short rows of the last window rather than the last rows of the shuffle)."""
 
     num_rows: int
     micro_batch_size: int
@@ -193,6 +204,11 @@ class StepPlan:
     world_size: int
     rank: int
     seed: int
+    lengths: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.lengths is not None and len(self.lengths) != self.num_rows:
+            raise ValueError(f"{len(self.lengths)} lengths for {self.num_rows} rows")
 
     @property
     def rows_per_step(self) -> int:
@@ -205,7 +221,17 @@ class StepPlan:
     def order(self, epoch: int) -> torch.Tensor:
         """Row order of `epoch`: (num_rows,) long."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.num_rows, generator=gen)
+        order = torch.randperm(self.num_rows, generator=gen)
+        if self.lengths is None:
+            return order
+        lengths = torch.tensor(self.lengths, dtype=torch.long)
+        window = self.rows_per_step * GROUP_WINDOW_STEPS
+        grouped = torch.cat([chunk[torch.argsort(lengths[chunk], descending=True, stable=True)]
+                             for chunk in order.split(window)])
+        used = self.steps_per_epoch * self.rows_per_step
+        steps = grouped[:used].view(-1, self.rows_per_step)
+        steps = steps[torch.randperm(len(steps), generator=gen)]
+        return torch.cat([steps.flatten(), grouped[used:]])
 
     def micro_batches(self, epoch: int, step_in_epoch: int, order: torch.Tensor | None = None) -> list[list[int]]:
         """This rank's `grad_accum` lists of row indices for one optimizer step."""

@@ -344,8 +344,10 @@ class Trainer:
         self.use_jepa = self.lam > 0
         self.compute_dtype = torch.bfloat16 if cfg.run.precision == "bf16" else torch.float32
 
+        lengths = (tuple(len(r["prompt_ids"]) + len(r["response_ids"]) for r in rows)
+                   if cfg.data.group_by_length else None)
         self.plan = StepPlan(len(rows), cfg.optim.micro_batch_size, cfg.optim.grad_accum,
-                             dist_info.world_size, dist_info.rank, cfg.run.seed)
+                             dist_info.world_size, dist_info.rank, cfg.run.seed, lengths)
         if self.plan.steps_per_epoch < 1:
             raise ValueError(f"{len(rows)} rows cannot fill one optimizer step of {self.plan.rows_per_step} rows "
                              "(optim.micro_batch_size x optim.grad_accum x world size)")

@@ -175,6 +175,30 @@ def test_step_plan_splits_a_step_the_same_way_for_any_accumulation():
     assert not set(ranks[0]) & set(ranks[1])
 
 
+def test_length_grouping_pads_less_and_reads_the_same_rows():
+    # A mixture: three quarters short rows (~40 tokens), a quarter long ones (~130), shuffled together.
+    gen = torch.Generator().manual_seed(0)
+    lengths = tuple(int(x) for x in torch.where(torch.rand(400, generator=gen) < 0.25, 130, 40)
+                    + torch.randint(0, 8, (400,), generator=gen))
+    plain = StepPlan(400, 8, 1, 1, 0, seed=3)
+    grouped = StepPlan(400, 8, 1, 1, 0, seed=3, lengths=lengths)
+
+    def padded_tokens(plan: StepPlan, epoch: int) -> int:
+        return sum(len(m) * max(lengths[i] for i in m)
+                   for s in range(plan.steps_per_epoch) for m in plan.micro_batches(epoch, s))
+
+    for epoch in (0, 1):
+        # Same rows every epoch (a permutation of all of them), other partners in a step.
+        assert sorted(grouped.order(epoch).tolist()) == list(range(400))
+        assert grouped.order(epoch).tolist() != plain.order(epoch).tolist()
+        # Padding to each batch's longest row: a random mixture pads nearly every batch to ~130.
+        assert padded_tokens(grouped, epoch) < 0.6 * padded_tokens(plain, epoch)
+    assert grouped.order(0).tolist() != grouped.order(1).tolist()  # epochs still differ
+    assert grouped.order(1).tolist() == StepPlan(400, 8, 1, 1, 0, seed=3, lengths=lengths).order(1).tolist()
+    with pytest.raises(ValueError, match="3 lengths for 400 rows"):
+        StepPlan(400, 8, 1, 1, 0, seed=3, lengths=(1, 2, 3))
+
+
 # -------------------------------------------------------------------------------------- data
 
 
