@@ -137,6 +137,7 @@ def test_training_canvas_is_the_evaluation_canvas(tiny_tokenizer):
     for task, name in yaml_names.items():
         spec = yaml.safe_load((demo_tasks / f"{name}.yaml").read_text())
         assert spec["generation_kwargs"]["max_gen_toks"] == demo.CANVAS[task], task
+        assert demo.CANVAS[task] % demo.BLOCK_LENGTH == 0, task  # whole blocks: no rounding up
     filled = demo.canvas_response(" baz = foo ( bar )", tiny_tokenizer, 16)
     ids = tiny_tokenizer(filled, add_special_tokens=False)["input_ids"]
     answer = tiny_tokenizer(" baz = foo ( bar )", add_special_tokens=False)["input_ids"]
