@@ -326,6 +326,7 @@ def test_nlrx_regexes_are_well_formed(data_dir):
             # Without intersection and complement, brics syntax is Python's once \b means the letter b.
             re.compile(t.replace("\\b", "b"))
         assert len(re.findall(r"'(\w+)'", s)) <= 1  # at most one string slot per line
+        assert len(s.split()) <= 10 and len(t) <= 25, (s, t)
     assert sum(len(s.split()) for s in src) / len(src) < 16
 
 

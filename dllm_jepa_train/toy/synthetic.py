@@ -31,8 +31,9 @@ CPU demo's minutes. Every task is drawn from a small table of templates (GSM8K_T
 _DJANGO_TEMPLATES, SPIDER_TEMPLATES) whose slots each take a value from a short closed list of its own
 kind (a digit, a character class, a string, a variable, a table, a city ...), so a test item is a new
 combination of parts the training split has seen, and an answer token is found in the question by what
-it is rather than where it stands (measured: a 4-layer width-128 model learns such slots in a few
-hundred steps, while copying from an open vocabulary or by position alone takes thousands):
+it is rather than where it stands (measured: a 4-layer width-128 model trained on one such task alone
+copies its slots after several hundred steps; copying by position alone, or from an open vocabulary,
+took thousands of steps in our trials):
 - GSM8K problems are one step over single digits (+, -, *); the answer is "a op b = c" and
   "#### c", without the release's calculator annotations (the release: two to eight steps).
 - NL-RX lines have one operator over at most one character class and one string; strings come from a
@@ -225,9 +226,7 @@ _RX_CLASSES = [
     ("a character", "."),
 ]
 # The release's longest description has 23 words and its longest regex 59 characters; the toy's lines
-# are far shorter (a regex fits the demo's answer canvas).
-NLRX_MAX_WORDS = 16
-NLRX_MAX_REGEX_CHARS = 40
+# are far shorter (at most 10 words and 25 characters: a regex fits the demo's 16-token canvas).
 # The release names its strings in a fixed order ('dog' first, then 'truck', 'ring', 'lake'); the toy
 # draws its one string per line from this list, so the string is a slot value like the character class.
 _RX_WORDS = ["dog", "truck", "ring", "lake", "bird", "tree", "fish", "star", "road", "door", "moon", "ship"]
