@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lm_eval_diffusion.task_data import DJANGO_NUM_LINES, django_split_range, nlrx_split_indices
+from lm_eval_diffusion.task_data import DJANGO_NUM_LINES, django_split_range, nlrx_split_indices, spider_schema
 
 # Sizes at scale 1.0, and the floors that keep scale=0.1 usable for fast tests.
 DEFAULT_SIZES: dict[str, int] = {
@@ -410,9 +410,12 @@ def _draw_held_out_first(draw: Callable[[], tuple[str, ...]], n_held_out: int, n
 def _write_django(out: Path, rng: random.Random, n: int) -> int:
     # The dev and test lines (the file's end, by the split's line order) are unique and never appear
     # among the training lines; training lines repeat, as the release's do ("try :").
+    def keyed_line() -> tuple[str, str, str]:  # (the annotation as the loader reads it, the two lines)
+        anno, code = _django_line(rng)
+        return anno.strip(), anno, code
+
     train_range = django_split_bounds(n)[0]
-    held_out, train = _draw_held_out_first(
-        lambda: (lambda a, c: (a.strip(), a, c))(*_django_line(rng)), n - len(train_range), len(train_range), "django")
+    held_out, train = _draw_held_out_first(keyed_line, n - len(train_range), len(train_range), "django")
     pairs = [(a, c) for _, a, c in train + held_out]
     (out / "django").mkdir(parents=True, exist_ok=True)
     (out / "django" / "all.anno").write_text("".join(a + "\n" for a, _ in pairs), encoding="utf-8")
@@ -435,15 +438,13 @@ class _Col:
     name: str
     type: str  # Spider column type: "number" or "text"
     nl: str  # natural name, e.g. "order year"
-    nl_plural: str = ""  # for text filters: "cities"
     eq: str = ""  # text filter phrase with {v}, e.g. "from {v}"
-    a_nl: str = ""  # for numbers: "an age"
+    aggregate: bool = False  # a number questions may take the average, maximum, ... of
 
 
 @dataclass(frozen=True)
 class _Table:
     name: str
-    singular: str
     plural: str
     cols: tuple[_Col, ...]  # first column is the integer primary key
     label: str = ""  # column listed by "names of ..." questions ("" for link tables)
@@ -459,26 +460,26 @@ class _Relation:
 
 
 _SHOP_TABLES = (
-    _Table("customers", "customer", "customers", (
+    _Table("customers", "customers", (
         _Col("customer_id", "number", "customer id"),
         _Col("name", "text", "name"),
-        _Col("city", "text", "city", "cities", "from {v}"),
-        _Col("age", "number", "age", a_nl="an age"),
-        _Col("balance", "number", "balance", a_nl="a balance"),
+        _Col("city", "text", "city", eq="from {v}"),
+        _Col("age", "number", "age", aggregate=True),
+        _Col("balance", "number", "balance", aggregate=True),
     ), label="name"),
-    _Table("products", "product", "products", (
+    _Table("products", "products", (
         _Col("product_id", "number", "product id"),
         _Col("name", "text", "name"),
-        _Col("category", "text", "category", "categories", "in the {v} category"),
-        _Col("price", "number", "price", a_nl="a price"),
-        _Col("stock", "number", "stock", a_nl="a stock"),
+        _Col("category", "text", "category", eq="in the {v} category"),
+        _Col("price", "number", "price", aggregate=True),
+        _Col("stock", "number", "stock", aggregate=True),
     ), label="name"),
-    _Table("orders", "order", "orders", (
+    _Table("orders", "orders", (
         _Col("order_id", "number", "order id"),
         _Col("customer_id", "number", "customer id"),
         _Col("product_id", "number", "product id"),
-        _Col("quantity", "number", "quantity", a_nl="a quantity"),
-        _Col("order_year", "number", "order year", a_nl="an order year"),
+        _Col("quantity", "number", "quantity", aggregate=True),
+        _Col("order_year", "number", "order year", aggregate=True),
     )),
 )
 _SHOP_RELATIONS = (
@@ -486,25 +487,25 @@ _SHOP_RELATIONS = (
     _Relation("orders", "product_id", "products"),
 )
 _SCHOOL_TABLES = (
-    _Table("students", "student", "students", (
+    _Table("students", "students", (
         _Col("student_id", "number", "student id"),
         _Col("name", "text", "name"),
-        _Col("major", "text", "major", "majors", "majoring in {v}"),
-        _Col("age", "number", "age", a_nl="an age"),
-        _Col("height", "number", "height", a_nl="a height"),
+        _Col("major", "text", "major", eq="majoring in {v}"),
+        _Col("age", "number", "age", aggregate=True),
+        _Col("height", "number", "height", aggregate=True),
     ), label="name"),
-    _Table("courses", "course", "courses", (
+    _Table("courses", "courses", (
         _Col("course_id", "number", "course id"),
         _Col("title", "text", "title"),
-        _Col("department", "text", "department", "departments", "in the {v} department"),
-        _Col("credits", "number", "number of credits", a_nl="a number of credits"),
-        _Col("capacity", "number", "capacity", a_nl="a capacity"),
+        _Col("department", "text", "department", eq="in the {v} department"),
+        _Col("credits", "number", "number of credits", aggregate=True),
+        _Col("capacity", "number", "capacity", aggregate=True),
     ), label="title"),
-    _Table("enrollments", "enrollment", "enrollments", (
+    _Table("enrollments", "enrollments", (
         _Col("enrollment_id", "number", "enrollment id"),
         _Col("student_id", "number", "student id"),
         _Col("course_id", "number", "course id"),
-        _Col("grade", "number", "grade", a_nl="a grade"),
+        _Col("grade", "number", "grade", aggregate=True),
     )),
 )
 _SCHOOL_RELATIONS = (
@@ -745,7 +746,7 @@ class _SpiderDraw:
 
     t: _Table
     tc: _Col  # a text column with a filter phrase
-    nc: _Col  # a numeric column
+    nc: _Col  # a numeric column to aggregate
     v_text: str  # a value of tc
     label: _Col  # the column "names of ..." questions list
     rng: random.Random
@@ -802,7 +803,7 @@ def _spider_question(rng: random.Random, db: _Db, rows: dict[str, list[tuple]]) 
         return sorted({r[j] for r in rows[t.name]})
 
     tc = rng.choice([c for c in t.cols if c.eq])
-    nc = rng.choice([c for c in t.cols[1:] if c.a_nl])
+    nc = rng.choice([c for c in t.cols[1:] if c.aggregate])
     draw = _SpiderDraw(t, tc, nc, rng.choice(values(tc)),
                        next(c for c in t.cols if c.name == t.label), rng)
     return rng.choice(SPIDER_TEMPLATES)(draw)
@@ -909,7 +910,7 @@ def _write_text(out: Path, rng: random.Random, n_train: int, n_valid: int, held_
     """Documents from fresh draws of every generator; no evaluation item and no line appears twice."""
 
     def fresh(draw: Callable[[], tuple[str, ...]]) -> tuple[str, ...]:
-        # More tries than elsewhere: the task files use up whole small templates (Django's "try,").
+        # More tries than elsewhere: held-out items fill a good part of the small NL-RX and Django spaces.
         for _ in range(_MAX_DRAWS_PER_ITEM * 20):
             item = draw()
             if item[0].strip() not in held_out:
@@ -918,7 +919,7 @@ def _write_text(out: Path, rng: random.Random, n_train: int, n_valid: int, held_
 
     def spider_doc() -> list[str]:
         db = rng.choice(_DBS)
-        schema = " ".join(f"{t.name}({', '.join(c.name for c in t.cols)})" for t in db.tables)
+        schema = spider_schema(str(out / "spider" / "database" / db.db_id / f"{db.db_id}.sqlite")).replace("\n", " ")
 
         def pair() -> tuple[str, str]:
             q, query = _spider_question(rng, db, spider_rows[db.db_id])
