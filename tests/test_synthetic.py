@@ -6,6 +6,7 @@ import ast
 import io
 import json
 import os
+import random
 import re
 import sqlite3
 import tokenize
@@ -137,8 +138,10 @@ def test_gsm8k_answers_are_one_right_step_and_the_final_answer(data_dir):
         ops.add(op)
         assert _arith(f"{a}{op}{b}") == int(c), step
         assert final == f"#### {c}"
-        # Every number the answer repeats is a single digit of the question (the toy's closed vocabulary).
-        assert int(b) <= 9 and a in row["question"] and b in row["question"]
+        # One operand is the question's only digit, the other is written as a word (closed vocabularies).
+        assert re.findall(r"\d", row["question"]) == [b if op == "*" else a], row["question"]
+        word = synthetic._NUMBER_WORDS[int(a if op == "*" else b)]
+        assert re.search(rf"\b{word}\b", row["question"]), row["question"]
     assert ops == {"+", "-", "*"}
     questions = [r["question"] for r in rows]
     assert len(set(questions)) == len(questions)  # no test question also in train
@@ -418,6 +421,53 @@ def test_django_style_matches_the_real_files(data_dir):
     assert real_parsing > 0.8 * 2000  # the wrapper used above accepts the real lines too
     ours = {len(c) - len(c.lstrip(" ")) for c in _lines(data_dir / "django" / "all.code")}
     assert ours <= {len(c) - len(c.lstrip(" ")) for c in real_codes}
+
+
+def test_held_out_items_leave_every_template_most_of_its_lines():
+    """A small template (8 lines) drawn as often as a large one keeps half of its lines for training:
+    no template gives up more than half of its distinct lines. Uncapped, the first 40 distinct draws
+    (half of them from the small template) would take all 8 small-template lines."""
+    rng = random.Random(0)
+
+    def draw() -> tuple[str]:
+        return (f"small {rng.randrange(8)}",) if rng.random() < 0.5 else (f"large {rng.randrange(1000)}",)
+
+    def template(item: tuple[str]) -> str:
+        return item[0].split(" ")[0]
+
+    held_out, train = synthetic._draw_held_out_first(draw, template, 40, 400, "toy", random.Random(1))
+    keys = {k for (k,) in held_out}
+    assert len(keys) == 40 and not keys & {k for (k,) in train}
+    assert sum(k.startswith("small") for k in keys) == 4  # the cap, reached: half of each draw is small
+    assert {k for (k,) in train if k.startswith("small")} == {f"small {i}" for i in range(8)} - keys
+    with pytest.raises(ValueError, match="at most half"):
+        synthetic._draw_held_out_first(lambda: (f"x {rng.randrange(30)}",), template, 20, 10, "toy", random.Random(1))
+
+
+def test_django_training_shows_every_template_with_most_of_its_names(tmp_path):
+    """At the demo's scale every one-name Django template keeps at least half of its variable names in
+    training, so a test line is a new combination of a template and a name both seen in training."""
+    synthetic._write_django(tmp_path, random.Random(0), 700)
+    annos = [a.strip() for a in _lines(tmp_path / "django" / "all.anno")]
+    train_range = synthetic.django_split_bounds(len(annos))[0]
+    names = set(synthetic._DJ_VARS)
+    other_slots = {*synthetic._DJ_FUNCS, *synthetic._DJ_IMPORTS, *synthetic._DJ_EXCEPTIONS}
+
+    def shape(anno: str) -> tuple[str, str | None]:
+        words = anno.rstrip(".,").split(" ")
+        found = [w for w in words if w in names]
+        if len(found) != 1 or any(w.isdigit() or w in other_slots for w in words):
+            return "", None  # templates with a second slot (digit, function, module, exception)
+        return " ".join("V" if w in names else w for w in words), found[0]
+
+    by_shape: dict[str, dict[str, set[str]]] = {}
+    for i, anno in enumerate(annos):
+        key, name = shape(anno)
+        if key:
+            by_shape.setdefault(key, {"train": set(), "held_out": set()})["train" if i in train_range else "held_out"].add(name)
+    assert len(by_shape) >= 5  # return, if, if None, empty list, empty dictionary
+    for key, seen in by_shape.items():
+        assert len(seen["train"]) >= len(names) / 2, (key, seen)
 
 
 def test_django_split_bounds():

@@ -34,16 +34,21 @@ combination of parts the training split has seen, and an answer token is found i
 it is rather than where it stands (measured: a 4-layer width-128 model trained on one such task alone
 copies its slots after several hundred steps; copying by position alone, or from an open vocabulary,
 took thousands of steps in our trials):
-- GSM8K problems are one step over single digits (+, -, *); the answer is "a op b = c" and
-  "#### c", without the release's calculator annotations (the release: two to eight steps).
+- GSM8K problems are one step over single digits (+, -, *), one operand written as a digit and the
+  other as a word ("gives three of them"); the answer is "a op b = c" and "#### c", without the
+  release's calculator annotations (the release: two to eight steps).
 - NL-RX lines have one operator over at most one character class and one string; strings come from a
   list of twelve (the release: up to three nested operators, strings always named 'dog', 'truck', ...).
-- Django lines use one name per kind (variable, function, module, exception, digit), nine templates.
+- Django lines use one name per kind (variable, function, module, exception, digit); nine templates
+  over sixteen variables, each phrased as the release phrases that statement.
 - Spider questions are single-table counts, aggregates and text-value filters (no joins, HAVING, set
   operations, numeric comparisons): short gold queries.
 - Held-out items (GSM8K test, Spider dev, NL-RX validation/test, Django dev/test) are unique and never
   appear in any training file or in the text corpus. Training items may repeat (Spider, Django), as
   the release's Django lines do; every NL-RX line is unique, since its split is a random one by line.
+  Spider and Django hold out at most half of each template's distinct lines, so every template keeps
+  most of its lines for training (uncapped, the held-out items used up the small templates: training
+  then never showed "return V" with most variables, and the model memorised the few it did show).
 - Spider `sql` holds the parsed form for the generated templates (the same nested lists as the real
   release), computed from the query structure rather than by Spider's own parser.
 - Spider `train_spider.json` uses the same two databases as `dev.json`.
@@ -69,7 +74,7 @@ DEFAULT_SIZES: dict[str, int] = {
     "gsm8k_train": 2000,
     "gsm8k_test": 200,
     "spider_dev": 120,
-    "spider_train": 1000,
+    "spider_train": 500,
     "nlrx": 800,
     "django": 1400,
     "text_train": 8000,
@@ -120,9 +125,12 @@ def _draw_unique(draw: Callable[[], tuple[str, ...]], n: int, taken: set[str], w
 
 # ----------------------------------------------------------------------------------------------------
 # GSM8K: one-step word problems over single digits; the answer is the step and then "#### N".
-# Learnable by a tiny model in a demo's minutes: every number it must copy is one of nine digits, and
-# the arithmetic is a table of at most 81 facts; the names and things around them are not copied, they
-# only make each question new. (The release: two to eight steps, any numbers, calculator annotations.)
+# Learnable by a tiny model in a demo's minutes: each question has one digit and one number word (as
+# GSM8K questions often write small numbers: "three bags"), so each operand is found by what it is
+# rather than by its place; the arithmetic is a table of 61 facts (sums and products of small numbers,
+# differences with a small subtrahend), each seen a hundred times in a demo fine-tune; the names and
+# things around them are not copied, they only make each question new. (The release: two to eight
+# steps, any numbers, calculator annotations.)
 
 _PEOPLE = [
     ("Natalia", "she"), ("Weng", "she"), ("Betty", "she"), ("Julie", "she"), ("Maria", "she"),
@@ -164,23 +172,26 @@ class _Cast:
 _GsmTemplate = Callable[[_Cast, random.Random], tuple[str, str, int]]
 
 
+_NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
 def _gsm_buy(c: _Cast, rng: random.Random) -> tuple[str, str, int]:
-    a, b = rng.randint(1, 9), rng.randint(1, 9)
-    return (f"{c.name} has {a} {c.things}. {c.He} buys {b} more. How many {c.things} does {c.he} have now?",
-            *_calc(a, "+", b))
+    a, b = rng.randint(1, 5), rng.randint(1, 5)
+    return (f"{c.name} has {a} {c.things}. {c.He} buys {_NUMBER_WORDS[b]} more. How many {c.things} does "
+            f"{c.he} have now?", *_calc(a, "+", b))
 
 
 def _gsm_give(c: _Cast, rng: random.Random) -> tuple[str, str, int]:
     a = rng.randint(2, 9)
-    b = rng.randint(1, a - 1)
-    return (f"{c.name} has {a} {c.things}. {c.He} gives {b} of them to {c.friend}. "
+    b = rng.randint(1, min(4, a - 1))
+    return (f"{c.name} has {a} {c.things}. {c.He} gives {_NUMBER_WORDS[b]} of them to {c.friend}. "
             f"How many {c.things} does {c.he} have left?", *_calc(a, "-", b))
 
 
 def _gsm_bags(c: _Cast, rng: random.Random) -> tuple[str, str, int]:
-    bags, each = rng.randint(2, 4), rng.randint(1, 9)
-    return (f"{c.name} buys {bags} bags with {each} {c.things} in each bag. How many {c.things} does {c.he} buy?",
-            *_calc(bags, "*", each))
+    bags, each = rng.randint(2, 3), rng.randint(1, 5)
+    return (f"{c.name} buys {_NUMBER_WORDS[bags]} bags with {each} {c.things} in each bag. How many {c.things} "
+            f"does {c.he} buy?", *_calc(bags, "*", each))
 
 
 GSM8K_TEMPLATES: tuple[_GsmTemplate, ...] = (_gsm_buy, _gsm_give, _gsm_bags)
@@ -348,10 +359,11 @@ def _write_nlrx(out: Path, rng: random.Random, n: int) -> int:
 # per kind of name (a variable, a function, a module, an exception, a digit), each filled from a short
 # closed list, so the model finds every name it must copy by what it is rather than where it stands.
 
-_DJ_VARS = ["value", "result", "name", "key", "data", "items", "path", "line", "text", "args", "token", "node"]
+_DJ_VARS = ["value", "result", "name", "key", "data", "items", "path", "line", "text", "args", "token", "node",
+            "request", "context", "options", "output"]
 _DJ_FUNCS = ["escape", "force_text", "get_value", "make_key"]
-_DJ_IMPORTS = ["os", "re", "sys", "json"]
-_DJ_EXCEPTIONS = ["ValueError", "KeyError", "TypeError"]
+_DJ_IMPORTS = ["os", "re", "sys", "json", "copy", "time", "math", "warnings"]
+_DJ_EXCEPTIONS = ["ValueError", "KeyError", "TypeError", "IndexError", "ImportError", "AttributeError"]
 # Leading indentation of the real code lines, roughly by frequency: mostly 1-4, then nested blocks.
 _DJ_INDENTS = [1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 6, 10, 10, 10, 14, 14, 14, 18, 18, 22, 26]
 
@@ -382,22 +394,60 @@ _DJANGO_TEMPLATES: tuple[Callable[[_DjParts], tuple[str, str]], ...] = (
 )
 
 
-def _django_line(rng: random.Random) -> tuple[str, str]:
-    """One (annotation, code) pair; the code is space-tokenised and carries its leading indentation."""
+def _django_template_line(rng: random.Random) -> tuple[int, str, str]:
+    """(template index, annotation, code); the code is space-tokenised and carries its indentation."""
     parts = _DjParts(rng.choice(_DJ_VARS), rng.choice(_DJ_FUNCS), rng.choice(_DJ_IMPORTS),
                      rng.choice(_DJ_EXCEPTIONS), rng.randint(0, 9))
-    anno, code = rng.choice(_DJANGO_TEMPLATES)(parts)
-    return "  " + anno, " " * rng.choice(_DJ_INDENTS) + code
+    index = rng.randrange(len(_DJANGO_TEMPLATES))
+    anno, code = _DJANGO_TEMPLATES[index](parts)
+    return index, "  " + anno, " " * rng.choice(_DJ_INDENTS) + code
 
 
-def _draw_held_out_first(draw: Callable[[], tuple[str, ...]], n_held_out: int, n_train: int,
-                         what: str) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+def _django_line(rng: random.Random) -> tuple[str, str]:
+    """One (annotation, code) pair from a random template of _DJANGO_TEMPLATES."""
+    return _django_template_line(rng)[1:]
+
+
+# Candidate draws per held-out item when choosing the held-out set (see _draw_held_out_first).
+_HELD_OUT_POOL_DRAWS = 10
+
+_Item = tuple  # a drawn item; its first field is the key that must not repeat across the split
+
+
+def _draw_held_out_first(draw: Callable[[], _Item], stratum: Callable[[_Item], object], n_held_out: int,
+                         n_train: int, what: str, rng: random.Random) -> tuple[list[_Item], list[_Item]]:
     """(held-out items, training items): the held-out items are unique; training items never share a
-    first field with any of them but may repeat each other, as lines of the real releases do (the
-    toy templates have few distinct lines, and a test item must never be a training item)."""
-    held_out = _draw_unique(draw, n_held_out, set(), what)
+    first field with any of them but may repeat each other, as lines of the real releases do.
+
+    Held-out items are the first distinct draws, as a test split drawn like the training split would
+    be, except that no template (`stratum`) gives up more than half of its distinct lines, counted in
+    a pool of _HELD_OUT_POOL_DRAWS * n_held_out draws. Without the cap the held-out items used up the
+    small templates (a dozen lines each) entirely, and training never showed them with most of their
+    slot values. So a test item is a new combination of parts that training shows, in the same
+    template too. Raises ValueError when the capped pool holds fewer than n_held_out items.
+    """
+    pool: dict[str, _Item] = {}
+    for _ in range(_HELD_OUT_POOL_DRAWS * n_held_out):
+        item = draw()
+        pool.setdefault(item[0], item)  # in order of first draw
+    sizes: dict[object, int] = {}
+    for item in pool.values():
+        sizes[stratum(item)] = sizes.get(stratum(item), 0) + 1
+    taken: dict[object, int] = {}
+    held_out: list[_Item] = []
+    for item in pool.values():
+        key = stratum(item)
+        if taken.get(key, 0) < sizes[key] // 2:
+            taken[key] = taken.get(key, 0) + 1
+            held_out.append(item)
+            if len(held_out) == n_held_out:
+                break
+    if len(held_out) < n_held_out:
+        raise ValueError(f"only {len(held_out)} distinct {what} items can be held out (at most half of each "
+                         f"template's), {n_held_out} requested; lower scale")
+    rng.shuffle(held_out)  # the capped templates fill first: mix them through the dev and test parts
     keys = {item[0] for item in held_out}
-    train: list[tuple[str, ...]] = []
+    train: list[_Item] = []
     for _ in range(n_train * _MAX_DRAWS_PER_ITEM):
         if len(train) == n_train:
             return held_out, train
@@ -410,13 +460,14 @@ def _draw_held_out_first(draw: Callable[[], tuple[str, ...]], n_held_out: int, n
 def _write_django(out: Path, rng: random.Random, n: int) -> int:
     # The dev and test lines (the file's end, by the split's line order) are unique and never appear
     # among the training lines; training lines repeat, as the release's do ("try :").
-    def keyed_line() -> tuple[str, str, str]:  # (the annotation as the loader reads it, the two lines)
-        anno, code = _django_line(rng)
-        return anno.strip(), anno, code
+    def keyed_line() -> tuple[str, str, str, int]:  # (annotation as the loader reads it, the lines, template)
+        index, anno, code = _django_template_line(rng)
+        return anno.strip(), anno, code, index
 
     train_range = django_split_bounds(n)[0]
-    held_out, train = _draw_held_out_first(keyed_line, n - len(train_range), len(train_range), "django")
-    pairs = [(a, c) for _, a, c in train + held_out]
+    held_out, train = _draw_held_out_first(keyed_line, lambda item: item[3], n - len(train_range),
+                                           len(train_range), "django", rng)
+    pairs = [(a, c) for _, a, c, _ in train + held_out]
     (out / "django").mkdir(parents=True, exist_ok=True)
     (out / "django" / "all.anno").write_text("".join(a + "\n" for a, _ in pairs), encoding="utf-8")
     (out / "django" / "all.code").write_text("".join(c + "\n" for _, c in pairs), encoding="utf-8")
@@ -832,6 +883,12 @@ def _returns_rows(conn: sqlite3.Connection, sql: str) -> bool:
     return any(v is not None and v != 0 for row in result for v in row)
 
 
+def _spider_shape(item: tuple[str, dict]) -> tuple:
+    """The template of a drawn (question, record): its select aggregates and whether it filters."""
+    sql = item[1]["sql"]
+    return tuple(agg for agg, _ in sql["select"][1]), bool(sql["where"])
+
+
 def _write_spider(out: Path, rng: random.Random, n_dev: int, n_train: int) -> dict[str, int]:
     counts: dict[str, int] = {}
     spider = out / "spider"
@@ -856,7 +913,7 @@ def _write_spider(out: Path, rng: random.Random, n_dev: int, n_train: int) -> di
                     return q, _spider_record(db, q, query)
             raise ValueError("spider templates keep drawing queries without rows")
 
-        dev, train = _draw_held_out_first(valid_draw, n_dev, n_train, "spider")
+        dev, train = _draw_held_out_first(valid_draw, _spider_shape, n_dev, n_train, "spider", rng)
         records = [r for _, r in dev + train]
     finally:
         for conn in conns.values():
