@@ -145,3 +145,22 @@ def test_training_canvas_is_the_evaluation_canvas(tiny_tokenizer):
     assert ids[:len(answer)] == answer and set(ids[len(answer):]) == {tiny_tokenizer.eos_token_id}
     assert len(ids) + 1 == 16
     assert demo.canvas_response(" baz = foo ( bar )", tiny_tokenizer, len(answer)) is None
+
+
+def test_mixture_reads_each_tasks_rows_the_given_number_of_times():
+    rows = ["a", "b", "c", "d"]
+    assert demo.mixture_rows(rows, 1.0) == rows
+    assert demo.mixture_rows(rows, 3.0) == rows * 3
+    assert demo.mixture_rows(rows, 0.5) == ["a", "b"]
+    assert demo.mixture_rows(rows, 1.5) == rows + ["a", "b"]
+    assert demo.mixture_rows([], 3.0) == []
+    with pytest.raises(ValueError, match="passes must be > 0"):
+        demo.mixture_rows(rows, 0)
+    assert set(demo.MIXTURE_PASSES) == {"gsm8k", "spider", "nlrx", "django"}
+
+
+def test_mixture_description_counts_the_rows_per_task(tmp_path):
+    path = tmp_path / "finetune.jsonl"
+    rows = [{"task": "gsm8k"}] * 2 + [{"task": "django"}] * 3
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert demo.mixture_description(path) == "5 rows (gsm8k 2, django 3)"
