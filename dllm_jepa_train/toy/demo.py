@@ -28,9 +28,9 @@ What was chosen to give the toy models a chance to learn, and why (measured on a
   filters. A tiny diffusion model finds a slot value in the question by what it is in a few hundred
   steps; copying by position alone or from an open vocabulary took thousands of steps in our trials,
   more than a CPU demo has. A test item is a new combination of parts the training split has seen:
-  Spider's and Django's held-out items are an even sample over templates, so every template keeps
-  most of its slot values for training (when the held-out items were the first distinct draws, they
-  used up the small templates, and the model memorised the few lines training still showed). Test
+  no Spider or Django template gives more than half of its distinct lines to the held-out items, so
+  every template keeps most of its slot values for training (uncapped, the held-out items used up
+  the small templates, and the model memorised the few lines training still showed). Test
   items never appear verbatim in any training data: held-out items are chosen first and unique,
   training and corpus draws skip them (checked in tests/test_synthetic.py).
 - Pre-training: the corpus mixes task pairs written as the prompts put them, newlines as spaces
@@ -48,7 +48,7 @@ What was chosen to give the toy models a chance to learn, and why (measured on a
   (`data.group_by_length`: Spider's schema prompts are three times the other rows). Micro-batches of 8
   rows: twice the updates of 16 for about a quarter more time per epoch, which this model turns into
   more learning per second (measured). The mixture reads each task's rows MIXTURE_PASSES times per
-  epoch (Django's four times: its short lines and slow name copying; see the table's comment). The
+  epoch (Django's 3.5 times: its short lines and slow name copying; see the table's comment). The
   trainer runs with `run.engine torch` under the same `deepspeed` launcher: one CPU process, where
   ZeRO partitions nothing and its hooks cost about a fifth of each step (measured); the objectives
   and the loop are the same, and the DeepSpeed engine is covered by the tests.
