@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,8 @@ class StepPlan:
     rank: int
     seed: int
     lengths: tuple[int, ...] | None = None
+    # (epoch, order) of the last epoch asked for: every step of an epoch reads the same order.
+    _epoch_order: tuple[int, torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.lengths is not None and len(self.lengths) != self.num_rows:
@@ -219,7 +221,12 @@ class StepPlan:
         return self.num_rows // self.rows_per_step
 
     def order(self, epoch: int) -> torch.Tensor:
-        """Row order of `epoch`: (num_rows,) long."""
+        """Row order of `epoch`: (num_rows,) long; computed once per epoch (callers must not modify it)."""
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            self._epoch_order = (epoch, self._compute_order(epoch))
+        return self._epoch_order[1]
+
+    def _compute_order(self, epoch: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(self.num_rows, generator=gen)
         if self.lengths is None:

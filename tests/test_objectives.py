@@ -199,6 +199,15 @@ def test_length_grouping_pads_less_and_reads_the_same_rows():
         StepPlan(400, 8, 1, 1, 0, seed=3, lengths=(1, 2, 3))
 
 
+def test_step_plan_computes_each_epochs_order_once():
+    plan = StepPlan(400, 8, 1, 1, 0, seed=3, lengths=tuple(range(400)))
+    first = plan.order(0)
+    assert plan.order(0) is first  # every step of epoch 0 reads this one order
+    second = plan.order(1)
+    assert second is not first and plan.order(0).tolist() == first.tolist()  # recomputed, the same
+    assert plan == StepPlan(400, 8, 1, 1, 0, seed=3, lengths=tuple(range(400)))  # the cache is not state
+
+
 # -------------------------------------------------------------------------------------- data
 
 
