@@ -63,6 +63,7 @@ import json
 import random
 import re
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -430,15 +431,13 @@ def _draw_held_out_first(draw: Callable[[], _Item], stratum: Callable[[_Item], o
     for _ in range(_HELD_OUT_POOL_DRAWS * n_held_out):
         item = draw()
         pool.setdefault(item[0], item)  # in order of first draw
-    sizes: dict[object, int] = {}
-    for item in pool.values():
-        sizes[stratum(item)] = sizes.get(stratum(item), 0) + 1
-    taken: dict[object, int] = {}
+    sizes = Counter(stratum(item) for item in pool.values())
+    taken: Counter = Counter()
     held_out: list[_Item] = []
     for item in pool.values():
         key = stratum(item)
-        if taken.get(key, 0) < sizes[key] // 2:
-            taken[key] = taken.get(key, 0) + 1
+        if taken[key] < sizes[key] // 2:
+            taken[key] += 1
             held_out.append(item)
             if len(held_out) == n_held_out:
                 break
