@@ -33,7 +33,7 @@ from lm_eval_diffusion.task_data import TASKS
 SPLITS = tuple(dict.fromkeys(s for task in TASKS for s in TASK_SPLITS[task]))  # train, validation, test
 DATA_SOURCES = TASKS + ("jsonl", "text")
 MODEL_FAMILIES = ("auto",) + FAMILIES
-LOSS_NORMS = ("masked_mean", "llada")  # objectives.diffusion_loss implements these
+LOSS_NORMS = ("row_mean", "masked_mean", "llada")  # objectives.diffusion_loss implements these
 ENGINES = ("deepspeed", "torch")
 PRECISIONS = ("bf16", "fp32")
 ZERO_STAGES = (0, 1, 2)
@@ -91,8 +91,11 @@ class DataConfig:
 class DiffusionConfig:
     t_context: Any = option(0.2, "t_L, mask rate of the context view: a number in (0, 1], or [lo, hi] drawn per row "
                                  "(0 <= lo < hi <= 1; [0, 1] is eq. 2's t ~ U(0, 1))")
-    loss_norm: str = option("masked_mean", "masked_mean: mean CE over masked tokens (eq. 2) | llada: sum CE/t / "
-                                           "answer length, mean over rows")
+    loss_norm: str = option("row_mean", "row_mean (eq. 2): per row, mean CE over its masked tokens, then the mean "
+                                        "over the step's rows | masked_mean: the token mean, CE summed over every "
+                                        "masked token of the step / their count (a row with more masked tokens "
+                                        "weighs more; not eq. 2) | llada (LLaDA's SFT code): per row, sum CE/t / "
+                                        "answer length, then the mean over the step's rows")
 
 
 @dataclass

@@ -111,7 +111,7 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
         (["--jepa.lamda", "1"], r"unknown config key jepa\.'lamda'; allowed keys: jepa\.lambda, jepa\.t_target"),
         (["--optimizer.lr", "1"], r"unknown config section 'optimizer'; allowed sections: model, tiny, data"),
         (["--run.engine", "jax"], r"run\.engine: 'jax' is not allowed; allowed values: deepspeed, torch"),
-        (["--diffusion.loss_norm", "sum"], r"allowed values: masked_mean, llada"),
+        (["--diffusion.loss_norm", "sum"], r"allowed values: row_mean, masked_mean, llada"),
         (["--run.zero_stage", "3"], r"run\.zero_stage: 3 is not allowed; allowed values: 0, 1, 2"),
         (["--optim.lr", "fast"], r"optim\.lr: expected a number, got 'fast'"),
         (["--jepa.t_target", "[0.9, 0.2]"], r"jepa\.t_target: mask rates must satisfy 0 < t <= 1, or 0 <= lo < hi"),
