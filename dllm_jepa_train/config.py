@@ -117,7 +117,10 @@ class JepaConfig:
 
 @dataclass
 class AnchorConfig:
-    l2_lambda: float = option(0.0, "gradient-side L2-to-base anchor: the optimizer sees g + l2_lambda * (theta - theta_base)")
+    l2_lambda: float = option(0.0, "gradient-side L2-to-base anchor: the optimizer sees g + l2_lambda * "
+                                   "(theta - theta_base), the gradient of l2_lambda / 2 ||theta - theta_base||^2 "
+                                   "(the paper writes l2_lambda ||theta - theta_base||^2 and does not say which "
+                                   "it ran)")
 
 
 @dataclass
@@ -125,9 +128,11 @@ class OptimConfig:
     lr: float = option(1e-5, "peak learning rate (AdamW)")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     eps: float = option(1e-8, "AdamW epsilon")
-    weight_decay: float = option(0.01, "decoupled weight decay; never on biases and norm weights (1-D params)")
+    weight_decay: float = option(0.01, "decoupled weight decay; never on biases and norm weights (1-D params: "
+                                           "our choice, the paper is silent)")
     warmup_ratio: float = option(0.05, "linear warmup over this fraction of the optimizer steps, then cosine to zero")
-    grad_clip: float = option(1.0, "clip the global gradient norm to this (0: no clipping)")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (0: no clipping); the paper lists no "
+                                     "clipping: the paper configs' 1.0 is our choice")
     micro_batch_size: int = option(2, "rows per device per forward")
     grad_accum: int = option(2, "micro-batches per optimizer step; derived when optim.global_batch_size is set")
     global_batch_size: int = option(0, "rows per optimizer step over all ranks (paper: 32); set: grad_accum = "
