@@ -120,6 +120,7 @@ def diffusion_loss(
     masked_mean (the token mean, not eq. 2): sum of CE over masked positions / number of masked positions.
     llada (LLaDA's SFT code): per row, sum of CE / t divided by the row's answer length; summed over rows / rows.
     `denominator` replaces the batch's own normaliser (the trainer passes the whole optimizer step's).
+    `norm` defaults to masked_mean here; the trainer passes `diffusion.loss_norm` (default row_mean).
     """
     if denominator is None:
         denominator = diffusion_denominator(is_masked, norm)
