@@ -33,7 +33,7 @@ from lm_eval_diffusion.task_data import TASKS
 SPLITS = tuple(dict.fromkeys(s for task in TASKS for s in TASK_SPLITS[task]))  # train, validation, test
 DATA_SOURCES = TASKS + ("jsonl", "text")
 MODEL_FAMILIES = ("auto",) + FAMILIES
-LOSS_NORMS = ("masked_mean", "llada")  # objectives.diffusion_loss implements these
+LOSS_NORMS = ("row_mean", "masked_mean", "llada")  # objectives.diffusion_loss implements these
 ENGINES = ("deepspeed", "torch")
 PRECISIONS = ("bf16", "fp32")
 ZERO_STAGES = (0, 1, 2)
@@ -91,8 +91,11 @@ class DataConfig:
 class DiffusionConfig:
     t_context: Any = option(0.2, "t_L, mask rate of the context view: a number in (0, 1], or [lo, hi] drawn per row "
                                  "(0 <= lo < hi <= 1; [0, 1] is eq. 2's t ~ U(0, 1))")
-    loss_norm: str = option("masked_mean", "masked_mean: mean CE over masked tokens (eq. 2) | llada: sum CE/t / "
-                                           "answer length, mean over rows")
+    loss_norm: str = option("row_mean", "row_mean (eq. 2): per row, mean CE over its masked tokens, then the mean "
+                                        "over the step's rows | masked_mean: the token mean, CE summed over every "
+                                        "masked token of the step / their count (a row with more masked tokens "
+                                        "weighs more; not eq. 2) | llada (LLaDA's SFT code): per row, sum CE/t / "
+                                        "answer length, then the mean over the step's rows")
 
 
 @dataclass
@@ -114,7 +117,10 @@ class JepaConfig:
 
 @dataclass
 class AnchorConfig:
-    l2_lambda: float = option(0.0, "gradient-side L2-to-base anchor: the optimizer sees g + l2_lambda * (theta - theta_base)")
+    l2_lambda: float = option(0.0, "gradient-side L2-to-base anchor: the optimizer sees g + l2_lambda * "
+                                   "(theta - theta_base), the gradient of l2_lambda / 2 ||theta - theta_base||^2 "
+                                   "(the paper writes l2_lambda ||theta - theta_base||^2 and does not say which "
+                                   "it ran)")
 
 
 @dataclass
@@ -122,9 +128,11 @@ class OptimConfig:
     lr: float = option(1e-5, "peak learning rate (AdamW)")
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     eps: float = option(1e-8, "AdamW epsilon")
-    weight_decay: float = option(0.01, "decoupled weight decay; never on biases and norm weights (1-D params)")
+    weight_decay: float = option(0.01, "decoupled weight decay; never on biases and norm weights (1-D params: "
+                                           "our choice, the paper is silent)")
     warmup_ratio: float = option(0.05, "linear warmup over this fraction of the optimizer steps, then cosine to zero")
-    grad_clip: float = option(1.0, "clip the global gradient norm to this (0: no clipping)")
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (0: no clipping); the paper lists no "
+                                     "clipping: the paper configs' 1.0 is our choice")
     micro_batch_size: int = option(2, "rows per device per forward")
     grad_accum: int = option(2, "micro-batches per optimizer step; derived when optim.global_batch_size is set")
     global_batch_size: int = option(0, "rows per optimizer step over all ranks (paper: 32); set: grad_accum = "

@@ -2,11 +2,17 @@
 
 No DeepSpeed, no files, every special id an argument. The trainer normalises over a whole optimizer
 step by passing the step's denominators (`diffusion_denominator` summed over micro-batches and ranks);
-called alone, each loss normalises over its own batch, which is the paper's formula for one batch.
+called alone, each loss normalises over its own batch (for `row_mean`, eq. 2 on that batch).
 
     forward process     q(x_t | x_0, t): each maskable token -> mask with probability t     (eq. 1)
-    diffusion loss      mean over masked positions of -log p(x_0^i | x_t)                   (eq. 2)
+    diffusion loss      row_mean (eq. 2): per row, the mean of -log p(x_0^i | x_t) over its own
+                        masked positions M_t; then the mean over rows
     JEPA loss           1 - cos(predictor(z_L), z_H), z = LayerNorm(mean of visible hidden states)
+
+Eq. 2 is `row_mean` (the config default). `masked_mean` is the token mean (CE summed over every masked
+token of the batch or step / their count), so a row with more masked tokens weighs more; `llada` is
+LLaDA's SFT code. The collator masks at least one maskable position per row (`forward_mask`), so only
+a row with no maskable position has no masked one.
 """
 
 from __future__ import annotations
@@ -86,7 +92,10 @@ def draw_views(
 
 
 def diffusion_denominator(is_masked: torch.Tensor, norm: str) -> int:
-    """The normaliser of `norm` for one batch: masked tokens (masked_mean) or rows (llada)."""
+    """The normaliser of `norm` for one batch: masked tokens (masked_mean) or rows (row_mean, llada).
+
+    Every row counts for row_mean and llada, also one without a masked position.
+    """
     if norm not in LOSS_NORMS:
         raise ValueError(f"loss norm must be one of {', '.join(LOSS_NORMS)}; got {norm!r}")
     return int(is_masked.sum()) if norm == "masked_mean" else int(is_masked.shape[0])
@@ -105,9 +114,13 @@ def diffusion_loss(
 
     logits (B, L, V) aligned so [:, i] predicts token i; input_ids (B, L) long clean tokens; is_masked
     (B, L) bool; t (B,) float mask rates; answer_length (B,) long maskable tokens per row.
-    masked_mean (eq. 2): sum of CE over masked positions / number of masked positions.
+    row_mean (eq. 2): per row, sum of CE over its masked positions / its number of masked positions
+      (|M_t|, counted among the maskable ones); summed over rows / rows. A row with no masked position
+      adds 0 and still counts as a row.
+    masked_mean (the token mean, not eq. 2): sum of CE over masked positions / number of masked positions.
     llada (LLaDA's SFT code): per row, sum of CE / t divided by the row's answer length; summed over rows / rows.
     `denominator` replaces the batch's own normaliser (the trainer passes the whole optimizer step's).
+    `norm` defaults to masked_mean here; the trainer passes `diffusion.loss_norm` (default row_mean).
     """
     if denominator is None:
         denominator = diffusion_denominator(is_masked, norm)
@@ -118,8 +131,11 @@ def diffusion_loss(
     if norm == "masked_mean":
         numerator = ce.sum()
     else:
-        row = is_masked.nonzero()[:, 0]
-        weight = 1.0 / (t.float()[row] * answer_length.float()[row].clamp(min=1))
+        row = is_masked.nonzero()[:, 0]  # row of each entry of `ce` (both in row-major order)
+        if norm == "row_mean":
+            weight = 1.0 / is_masked.sum(dim=1).float()[row]  # a row with an entry has |M_t| >= 1
+        else:
+            weight = 1.0 / (t.float()[row] * answer_length.float()[row].clamp(min=1))
         numerator = (ce * weight).sum()
     return numerator / max(float(denominator), 1.0)
 

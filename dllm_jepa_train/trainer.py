@@ -1,8 +1,12 @@
 """The training loop: engine, step-wide loss normalisation, EMA step, anchor, logging, checkpoints.
 
 One optimizer step (`Trainer.train_step`), over `grad_accum` micro-batches:
-    normalisers   masked tokens (or rows) and rows of the whole step, summed over micro-batches and
-                  ranks before any backward, so 4 x 1 and 2 x 2 give the same update (torchtitan)
+    normalisers   the diffusion loss's (rows for row_mean (eq. 2) and llada, masked tokens for
+                  masked_mean) and the JEPA loss's (rows) over the whole step, summed over micro-batches
+                  and ranks before any backward, so 4 x 1 and 2 x 2 give the same update (torchtitan)
+                  under fixed-length padding (`data.pad_to_max_length`); padded to each micro-batch's
+                  longest row, the maskable EOS fill (no `data.use_attention_mask`) makes a row's views
+                  and |M_t| depend on its micro-batch
     per micro-batch, in three parts (ijepa):
       1. target   EMA forward on the target view, no grad -> z_H               (skipped at lambda = 0)
       2. context  online forward on the context view -> logits, z_L, predictor(z_L)
@@ -445,7 +449,9 @@ class Trainer:
         """One optimizer step over this rank's micro-batches; returns the step's metrics (all ranks summed)."""
         cfg = self.cfg
         norm = cfg.diffusion.loss_norm
-        # Step-wide normalisers: every micro-batch and rank, counted before any backward.
+        # Step-wide normalisers: every micro-batch and rank, counted before any backward. For row_mean
+        # each micro-batch's numerator is its sum over rows of (row CE sum / row masked count), and the
+        # denominator is the step's rows, so the step's loss is eq. 2's mean over all of its rows.
         counts = torch.tensor([
             sum(diffusion_denominator(b["context_masked"], norm) for b in batches),
             sum(b["input_ids"].shape[0] for b in batches),

@@ -85,6 +85,44 @@ def test_masked_mean_loss_is_eq2_by_hand():
     assert torch.allclose(diffusion_loss(logits, ids, masked, t, length, "masked_mean", denominator=6), expected / 2)
 
 
+def test_row_mean_loss_is_eq2_per_sequence_by_hand():
+    torch.manual_seed(2)
+    logits = torch.randn(3, 5, 7)
+    ids = torch.randint(7, (3, 5))
+    masked = torch.tensor([[False, True, False, False, False],  # |M_t| = 1, 2, 3
+                           [True, False, False, True, False],
+                           [False, True, True, False, True]])
+    t, length = torch.tensor([0.3, 0.5, 0.9]), torch.tensor([5, 5, 5])
+    ce = lambda b, i: -F.log_softmax(logits[b, i], -1)[ids[b, i]]
+    rows = [ce(0, 1), (ce(1, 0) + ce(1, 3)) / 2, (ce(2, 1) + ce(2, 2) + ce(2, 4)) / 3]
+    expected = sum(rows) / 3
+    got = diffusion_loss(logits, ids, masked, t, length, "row_mean")
+    assert torch.allclose(got, expected)
+    assert diffusion_denominator(masked, "row_mean") == 3
+    # Not the token mean: the one-token row weighs a third here, a sixth there.
+    token_mean = (rows[0] + 2 * rows[1] + 3 * rows[2]) / 6
+    assert torch.allclose(diffusion_loss(logits, ids, masked, t, length, "masked_mean"), token_mean)
+    assert not torch.allclose(got, token_mean)
+    # With the step's denominator (here 6 rows over the step), the micro-batch contributes its share.
+    assert torch.allclose(diffusion_loss(logits, ids, masked, t, length, "row_mean", denominator=6), expected / 2)
+
+
+def test_row_mean_row_without_masked_position_adds_zero_and_counts_as_a_row():
+    torch.manual_seed(3)
+    logits = torch.randn(2, 4, 6)
+    ids = torch.randint(6, (2, 4))
+    # Row 1 has no masked position (a Dream row from an empty prompt and an empty response has nothing
+    # maskable; the collator masks at least one maskable position of every other row).
+    masked = torch.tensor([[False, True, True, False], [False, False, False, False]])
+    t, length = torch.tensor([0.5, 0.5]), torch.tensor([3, 0])
+    ce = lambda b, i: -F.log_softmax(logits[b, i], -1)[ids[b, i]]
+    row0 = (ce(0, 1) + ce(0, 2)) / 2
+    got = diffusion_loss(logits, ids, masked, t, length, "row_mean")
+    assert diffusion_denominator(masked, "row_mean") == 2
+    assert torch.allclose(got, row0 / 2)
+    assert torch.isfinite(got)
+
+
 def test_llada_loss_is_ce_over_t_per_answer_length_by_hand():
     torch.manual_seed(1)
     logits = torch.randn(2, 5, 7)

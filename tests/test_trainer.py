@@ -88,7 +88,7 @@ def test_lambda_zero_builds_no_predictor_or_ema_and_runs_no_target_forward(tmp_p
     assert online[0] == 4 and target[0] == 4
 
 
-@pytest.mark.parametrize("norm", ["masked_mean", "llada"])
+@pytest.mark.parametrize("norm", ["row_mean", "masked_mean", "llada"])
 def test_micro_batch_4_by_1_equals_2_by_2(tmp_path, tiny_checkpoints, jsonl, norm):
     runs = []
     for micro, accum in ((4, 1), (2, 2)):
