@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import pytest
 
 from lm_eval_diffusion.metrics import regex as rx
 from lm_eval_diffusion.metrics.regex import (
+    RANDOM_ALPHABET,
     Chars,
     RegexLimitError,
     RegexSyntaxError,
@@ -19,12 +24,16 @@ from lm_eval_diffusion.metrics.regex import (
     distinguishing_string,
     exact_match,
     func_match,
+    func_match_targeted,
     func_test_strings,
+    func_test_strings_targeted,
     parse,
     perturb_regex,
+    startswith_match,
 )
 
-NLRX_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nlrx"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NLRX_DIR = REPO_ROOT.parent / "shared" / "data" / "nlrx"
 # Per-call bound for hostile predictions; the module's own time backstop is 1 s.
 HOSTILE_SECONDS = 2.0
 
@@ -37,6 +46,14 @@ def golds() -> list[str]:
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 10_000, "NL-RX-SYNTH has 10,000 regexes"
     return lines
+
+
+@pytest.fixture(scope="module")
+def mutations(golds: list[str]) -> list[tuple[str, str, bool]]:
+    """300 (one-edit mutation, gold, dfa_match) triples of seeded NL-RX golds."""
+    rng = random.Random(3)
+    pairs = [(perturb_regex(g, rng), g) for g in rng.sample(golds, 300)]
+    return [(p, g, dfa_match(p, g)) for p, g in pairs]
 
 
 def _python_pattern(brics: str) -> str:
@@ -56,9 +73,9 @@ def test_every_gold_parses_and_is_dfa_equivalent_to_itself(golds: list[str], mon
     assert not_equal == []
 
 
-def test_golds_are_func_equivalent_to_themselves_on_a_seeded_sample(golds: list[str]) -> None:
+def test_golds_are_func_targeted_equal_to_themselves_on_a_seeded_sample(golds: list[str]) -> None:
     sample = random.Random(0).sample(golds, 500)
-    assert [g for g in sample if not func_match(g, g)] == []
+    assert [g for g in sample if not func_match_targeted(g, g)] == []
 
 
 def test_accepts_agrees_with_python_re_on_golds_without_brics_operators(golds: list[str]) -> None:
@@ -70,7 +87,9 @@ def test_accepts_agrees_with_python_re_on_golds_without_brics_operators(golds: l
     for gold in rng.sample(plain, 300):
         other = perturb_regex(gold, rng)
         oracle = re.compile(_python_pattern(gold), re.DOTALL)
-        strings = func_test_strings(other, gold, 60) or func_test_strings(gold, gold, 60)
+        strings = func_test_strings_targeted(other, gold, 60) or func_test_strings_targeted(
+            gold, gold, 60
+        )
         for s in strings:
             assert accepts(gold, s) == (oracle.fullmatch(s) is not None), (gold, s)
             checked += 1
@@ -83,7 +102,10 @@ def test_intersection_and_complement_agree_with_their_definitions(golds: list[st
     for _ in range(100):
         a, b = rng.sample(plain, 2)
         ra, rb = (re.compile(_python_pattern(p), re.DOTALL) for p in (a, b))
-        for s in func_test_strings(a, b, num_strings=40) + func_test_strings(b, a, num_strings=40):
+        strings = func_test_strings_targeted(a, b, num_strings=40) + func_test_strings_targeted(
+            b, a, num_strings=40
+        )
+        for s in strings:
             in_a, in_b = ra.fullmatch(s) is not None, rb.fullmatch(s) is not None
             assert accepts(f"({a})&({b})", s) == (in_a and in_b), (a, b, s)
             assert accepts(f"~({a})", s) == (not in_a), (a, s)
@@ -98,11 +120,12 @@ def test_gold_with_lookalike_word_boundaries_is_the_empty_language(golds: list[s
     assert not dfa_match("bA", gold)
 
 
-def test_labelled_perturbations_func_agrees_with_dfa(golds: list[str]) -> None:
-    rng = random.Random(3)
-    pairs = [(perturb_regex(g, rng), g) for g in rng.sample(golds, 300)]
-    labels = [dfa_match(p, g) for p, g in pairs]
-    verdicts = [func_match(p, g) for p, g in pairs]
+def test_labelled_perturbations_func_targeted_agrees_with_dfa(
+    mutations: list[tuple[str, str, bool]],
+) -> None:
+    pairs = [(p, g) for p, g, _ in mutations]
+    labels = [d for _, _, d in mutations]
+    verdicts = [func_match_targeted(p, g) for p, g in pairs]
     func_true_dfa_false = [pair for pair, d, f in zip(pairs, labels, verdicts) if f and not d]
     func_false_dfa_true = [pair for pair, d, f in zip(pairs, labels, verdicts) if d and not f]
     assert func_true_dfa_false == []
@@ -114,6 +137,28 @@ def test_labelled_perturbations_func_agrees_with_dfa(golds: list[str]) -> None:
         witness = distinguishing_string(pred, gold)
         assert witness is not None
         assert accepts(pred, witness) != accepts(gold, witness), (pred, gold, witness)
+
+
+def test_random_func_match_rejects_most_mutations_and_only_real_differences(
+    mutations: list[tuple[str, str, bool]],
+) -> None:
+    verdicts = [func_match(p, g) for p, g, _ in mutations]
+    num_dfa_rejected = sum(not d for _, _, d in mutations)
+    # Random strings miss rare differences: `(dog){6,}` vs `(dog){7,}` and the like.
+    # Measured on these 300: dfa_match and func_match_targeted reject 234, func_match 202.
+    assert sum(not v for v in verdicts) >= 202
+    assert sum(not v for v in verdicts) < num_dfa_rejected, "lenient: some differences unseen"
+    func_rejects_dfa_accepts = [(p, g) for (p, g, d), v in zip(mutations, verdicts) if d and not v]
+    assert func_rejects_dfa_accepts == [], "a disagreement on a string is a difference"
+
+
+def test_dfa_equivalent_mutations_score_1_on_both_functional_metrics(
+    mutations: list[tuple[str, str, bool]],
+) -> None:
+    equivalent = [(p, g) for p, g, d in mutations if d]
+    assert len(equivalent) >= 10
+    assert [(p, g) for p, g in equivalent if not func_match(p, g)] == []
+    assert [(p, g) for p, g in equivalent if not func_match_targeted(p, g)] == []
 
 
 def _parses(pattern: str) -> bool:
@@ -158,13 +203,14 @@ DIFFERENT = [
 def test_equivalent_pairs(a: str, b: str) -> None:
     assert dfa_match(a, b) and dfa_match(b, a)
     assert func_match(a, b) and func_match(b, a)
+    assert func_match_targeted(a, b) and func_match_targeted(b, a)
     assert distinguishing_string(a, b) is None
 
 
 @pytest.mark.parametrize(("a", "b", "witness"), DIFFERENT)
 def test_different_pairs(a: str, b: str, witness: str) -> None:
     assert not dfa_match(a, b) and not dfa_match(b, a)
-    assert not func_match(a, b) and not func_match(b, a)
+    assert not func_match_targeted(a, b) and not func_match_targeted(b, a)
     assert accepts(a, witness) != accepts(b, witness)
     found = distinguishing_string(a, b)
     assert found is not None and len(found) == len(witness)  # a shortest one, maybe another
@@ -338,6 +384,8 @@ def test_hostile_predictions_score_zero_quickly(name: str) -> None:
         elapsed = time.perf_counter() - start
         assert verdict is False, (name, metric.__name__)
         assert elapsed < HOSTILE_SECONDS, (name, metric.__name__, elapsed)
+    # Same compilation and caps as func_match (timed above); its cached verdict suffices.
+    assert func_match_targeted(pred, gold) is False
 
 
 def test_a_prediction_alphabet_cannot_make_the_gold_raise() -> None:
@@ -350,6 +398,7 @@ def test_a_prediction_alphabet_cannot_make_the_gold_raise() -> None:
         start = time.perf_counter()
         assert metric(pred, gold) is False
         assert time.perf_counter() - start < HOSTILE_SECONDS
+    assert func_match_targeted(pred, gold) is False  # func_match's compilation, cached
     assert dfa_match("(.*[0-9]).{8}", gold)
 
 
@@ -361,6 +410,7 @@ def test_over_cap_prediction_fails_even_when_equivalent(monkeypatch: pytest.Monk
     rx._compile_one.cache_clear()
     assert not dfa_match(pred, ".*")
     assert not func_match(pred, ".*")
+    assert not func_match_targeted(pred, ".*")
     with pytest.raises(RegexLimitError):  # the same regex as gold is a dataset problem
         dfa_match(".*", pred)
 
@@ -368,23 +418,98 @@ def test_over_cap_prediction_fails_even_when_equivalent(monkeypatch: pytest.Monk
 def test_invalid_gold_raises() -> None:
     with pytest.raises(RegexSyntaxError):
         dfa_match("a", "((a")
-    with pytest.raises(RegexSyntaxError):
-        func_match("a", "[a")
-    with pytest.raises(RegexLimitError):
-        func_match("a", "a{5000}")
+    for metric in (func_match, func_match_targeted):
+        with pytest.raises(RegexSyntaxError):
+            metric("a", "[a")
+        with pytest.raises(RegexLimitError):
+            metric("a", "a{5000}")
 
 
 # ---------------------------------------------------------------------------------------------
-# func_match sampling mix, exact_match
+# func_match: random strings (the paper's reading)
+
+# (pred, gold, func_match) with the reason each verdict follows from the documented distribution.
+RANDOM_VERDICTS = [
+    ("[0-9]*", "[a-z]*", False),  # the gold's strings are lowercase words the prediction rejects
+    ("dog", "truck", False),  # every gold-language string is "truck"
+    ("[a-z]", "[A-Z]", False),
+    ("dog.*", ".*dog.*", False),  # gold strings hold "dog" at any position, not only first
+    (".*", ".*[0-9].*", False),  # most uniform strings have no digit: the gold rejects them
+    ("x{2,3}", "x{2,4}", False),  # lengths 2, 3, 4 equally likely: "xxxx" is drawn
+    # Lenient: strings come from the gold's language, and uniform text never spells a word.
+    ("(dog)|(truck)", "dog", True),
+    (".*dog.*", "dog.*", True),
+    ("(dog){6,}", "(dog){7,}", True),  # (dog)^6 is the prediction's alone
+    ("~(.*dog.*)", "~(.*truck.*)", True),
+    ("dog", "#", True),  # an empty gold: uniform strings only
+]
 
 
-def test_func_test_strings_follow_the_documented_mix() -> None:
+@pytest.mark.parametrize(("pred", "gold", "verdict"), RANDOM_VERDICTS)
+def test_random_func_match_on_hand_checked_pairs(pred: str, gold: str, verdict: bool) -> None:
+    assert func_match(pred, gold) is verdict
+    assert not dfa_match(pred, gold)
+    assert not func_match_targeted(pred, gold), "the difference-seeking reading sees every one"
+
+
+def test_func_test_strings_follow_the_documented_distribution() -> None:
     gold, pred = ".*dog.*", "dog.*"
     strings = func_test_strings(pred, gold)
     assert len(strings) == 200
+    assert strings == func_test_strings(pred, gold), "seeded by the pair, so deterministic"
+    assert strings != func_test_strings(pred + "|#", gold), "another pair, another draw"
+    assert all(set(s) <= set(RANDOM_ALPHABET) for s in strings)
+    assert len(RANDOM_ALPHABET) == 95 and " " in RANDOM_ALPHABET and "~" in RANDOM_ALPHABET
+    from_gold, uniform = strings[:100], strings[100:]
+    assert all(accepts(gold, s) and 3 <= len(s) <= 3 + 16 for s in from_gold)
+    # Uniform over the language of each length: "dog" not only at the end or the start.
+    assert sum(not s.startswith("dog") and not s.endswith("dog") for s in from_gold) > 50
+    assert all(len(s) <= 16 for s in uniform)
+    assert sum(accepts(gold, s) for s in uniform) < 5, "uniform text rarely spells dog"
+    assert len({len(s) for s in uniform}) > 10
+    # All 8 strings of a finite language turn up among 100 uniform draws of it.
+    assert set(func_test_strings("a", "(a|b){3}")[:100]) == {
+        a + b + c for a in "ab" for b in "ab" for c in "ab"
+    }
+
+
+def test_random_func_match_is_the_same_in_another_process() -> None:
+    pairs = [(p, g) for p, g, _ in RANDOM_VERDICTS] + [(p, g) for p, g, _ in DIFFERENT] + EQUIVALENT
+    here = [[func_test_strings(p, g, num_strings=50), func_match(p, g)] for p, g in pairs]
+    code = (
+        "import json, sys\n"
+        "from lm_eval_diffusion.metrics.regex import func_match, func_test_strings\n"
+        "pairs = json.loads(sys.stdin.read())\n"
+        "print(json.dumps([[func_test_strings(p, g, num_strings=50), func_match(p, g)]"
+        " for p, g in pairs]))\n"
+    )
+    # A different string-hash salt than this process's: the draw must not depend on hash().
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(pairs), capture_output=True, text=True,
+        cwd=REPO_ROOT, env=env, timeout=60, check=True,
+    )
+    assert json.loads(done.stdout) == here
+    assert {verdict for _, verdict in here} == {True, False}
+
+
+def test_func_match_rejects_a_bad_sample_size() -> None:
+    for metric in (func_match, func_match_targeted):
+        with pytest.raises(ValueError):
+            metric("a", "a", num_strings=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# func_match_targeted: the difference-seeking mix, exact_match, startswith_match
+
+
+def test_func_test_strings_targeted_follow_the_documented_mix() -> None:
+    gold, pred = ".*dog.*", "dog.*"
+    strings = func_test_strings_targeted(pred, gold)
+    assert len(strings) == 200
     assert "" in strings
-    assert strings == func_test_strings(pred, gold), "seeded, so deterministic"
-    assert strings != func_test_strings(pred, gold, seed=1)
+    assert strings == func_test_strings_targeted(pred, gold), "seeded, so deterministic"
+    assert strings != func_test_strings_targeted(pred, gold, seed=1)
     # The 140 walks cycle over gold+, pred+, gold+, pred+, gold+, pred+, gold-, pred-.
     walks = strings[:140]
     gold_accepted = [s for i, s in enumerate(walks) if i % 8 in (0, 2, 4)]
@@ -399,16 +524,11 @@ def test_func_test_strings_follow_the_documented_mix() -> None:
     assert any(accepts(gold, s) != accepts(pred, s) for s in strings)
 
 
-def test_func_match_with_an_empty_language_side() -> None:
-    assert func_match("#", "[a-z]&[0-9]")
-    assert not func_match("#", "dog")
-    assert not func_match("dog", "#")
-    assert len(func_test_strings("#", "dog", num_strings=50)) == 50
-
-
-def test_func_match_rejects_a_bad_sample_size() -> None:
-    with pytest.raises(ValueError):
-        func_match("a", "a", num_strings=0)
+def test_func_match_targeted_with_an_empty_language_side() -> None:
+    assert func_match_targeted("#", "[a-z]&[0-9]")
+    assert not func_match_targeted("#", "dog")
+    assert not func_match_targeted("dog", "#")
+    assert len(func_test_strings_targeted("#", "dog", num_strings=50)) == 50
 
 
 def test_exact_match_ignores_whitespace_only() -> None:
@@ -416,3 +536,20 @@ def test_exact_match_ignores_whitespace_only() -> None:
     assert exact_match("a b", "ab")
     assert not exact_match("(dog)", "(dgo)")
     assert not exact_match("(dog)|(truck)", "(truck)|(dog)")  # equivalent, but not the same text
+
+
+@pytest.mark.parametrize(
+    ("output", "gold", "verdict"),
+    [
+        ("(dog).*", "(dog).*", True),
+        ("  \n\t(dog).*\nDescription: more", "(dog).*", True),  # leading whitespace, then anything
+        ("(dog).*[0-9]", " (dog).* ", True),  # the gold is stripped
+        ("(dog)", "(dog).*", False),
+        ("( dog).*", "(dog).*", False),  # no whitespace normalisation inside
+        ("Regex: (dog).*", "(dog).*", False),
+        ("(DOG).*", "(dog).*", False),
+        ("", "(dog).*", False),
+    ],
+)
+def test_startswith_match(output: str, gold: str, verdict: bool) -> None:
+    assert startswith_match(output, gold) is verdict

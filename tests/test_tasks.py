@@ -96,7 +96,8 @@ def test_resolved_configs_generate_raw_to_end_of_text(task_manager):
         # Nothing that could cut a generation at a newline before the metric sees it.
         assert not any("\n" in stop for stop in kwargs["until"]), (name, kwargs["until"])
     versions = {name: task.config.metadata["version"] for name, task in resolved.items()}
-    assert {versions[n] for n in RAW_TASKS} == {2.0}  # metric meaning changed in 2.0
+    # Metric meaning changed in 2.0 (raw generations); NL-RX's func_match again in 3.0.
+    assert {n: versions[n] for n in RAW_TASKS} == {"spider_exec": 2.0, "nlrx_synth": 3.0, "django_code": 2.0}
     assert versions["gsm8k_dllm"] == 1.0
 
 
@@ -240,7 +241,8 @@ EXPECTED = {
     ),
     "nlrx_synth": (
         _nlrx_output,
-        {"exact_match,none": 0.25, "func_match,none": 0.5, "dfa_match,none": 0.5, "stop_artifact,none": 0.25},
+        {"exact_match,none": 0.25, "func_match,none": 0.5, "func_match_targeted,none": 0.5, "dfa_match,none": 0.5,
+         "startswith_match,none": 0.25, "stop_artifact,none": 0.25},
     ),
     "django_code": (
         _django_output,
@@ -309,16 +311,20 @@ def test_nlrx_stop_artifact_is_a_correct_first_line_with_more_after(task_manager
     task = _resolved_tasks(task_manager, ["nlrx_synth"])["nlrx_synth"]
     doc = task.eval_docs[0]
     gold = doc["regex"]
-    cases = {  # output: (exact_match, dfa_match, stop_artifact)
-        gold: (1, 1, 0),
-        f"  {gold}  \n\n": (1, 1, 0),  # surrounding whitespace is not trailing text
-        f"{gold}\nDescription: lines with a vowel": (1, 1, 1),
-        f"({gold})\n(": (0, 1, 1),  # same language, other spelling, then more text
-        f"~({gold})\n{gold}": (0, 0, 0),  # wrong first line: a content error, not a stop artifact
+    cases = {  # output: (exact_match, dfa_match, stop_artifact, startswith_match)
+        gold: (1, 1, 0, 1),
+        f"  {gold}  \n\n": (1, 1, 0, 1),  # surrounding whitespace is not trailing text
+        f"{gold}\nDescription: lines with a vowel": (1, 1, 1, 1),
+        f"({gold})\n(": (0, 1, 1, 0),  # same language, other spelling, then more text
+        f"~({gold})\n{gold}": (0, 0, 0, 0),  # wrong first line: a content error, not a stop artifact
+        f"{gold}|zzz": (0, 0, 0, 1),  # startswith_match reads the raw text (this gold rejects "zzz")
     }
-    for output, (exact, dfa, stop) in cases.items():
+    for output, (exact, dfa, stop, startswith) in cases.items():
         scores = task.process_results(doc, [output])
-        assert (scores["exact_match"], scores["dfa_match"], scores["stop_artifact"]) == (exact, dfa, stop), output
+        got = (scores["exact_match"], scores["dfa_match"], scores["stop_artifact"], scores["startswith_match"])
+        assert got == (exact, dfa, stop, startswith), output
+        # Where dfa_match holds, both functional metrics hold too.
+        assert scores["func_match"] >= dfa and scores["func_match_targeted"] >= dfa, output
 
 
 # ------------------------------------------------------------------------------------------- MMLU
