@@ -1,4 +1,5 @@
-"""Spider SQL metrics: clean_sql, sandboxed exec_match, result_eq semantics, exact_match, on the real dev set."""
+"""Spider SQL metrics: clean_sql, semicolon_sql, sandboxed exec_match (and its variants), result_eq semantics,
+exact_match (cleaned and raw), on the real dev set."""
 
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from lm_eval_diffusion.metrics.sql import (
     clean_sql,
     exact_match,
     exec_match,
+    exec_match_all,
+    exec_match_semicolon,
     read_schema,
     results_equal,
+    semicolon_sql,
 )
 
 SHARED_DATA = Path(
@@ -89,11 +93,12 @@ def test_every_dev_gold_matches_itself(spider, dev_with_db):
     schemas = {}
     exec_failures, exact_failures = [], []
     for db_id, gold, db in dev_with_db:
-        result = exec_match(gold, gold, db)
-        if not result.match or result.error is not None:
-            exec_failures.append((db_id, gold, result))
+        results = exec_match_all(gold, gold, db)
+        if any(not r.match or r.error is not None for r in results.values()):
+            exec_failures.append((db_id, gold, results))
         schema = schemas.setdefault(db_id, read_schema(db))
-        if not (exact_match(gold, gold) and exact_match(gold, gold, schema)):
+        # The cleaned path without a schema is checked on all 1,034 golds below; here the raw path.
+        if not (exact_match(gold, gold, clean=False) and exact_match(gold, gold, schema)):
             exact_failures.append((db_id, gold))
     assert exec_failures == []
     assert exact_failures == []
@@ -350,17 +355,22 @@ def test_hostile_prediction_scores_zero_fast_and_leaves_databases_intact(spider,
     copy_before = _sha256(sandbox_copy)
     for db in (sandbox_copy, spider / "database" / "concert_singer" / "concert_singer.sqlite"):
         start = time.monotonic()
-        result = exec_match(pred, GOLD, db, timeout_s=HOSTILE_TIMEOUT_S)
+        results = exec_match_all(pred, GOLD, db, timeout_s=HOSTILE_TIMEOUT_S)
         elapsed = time.monotonic() - start
-        assert result.match is False
+        assert [r.match for r in results.values()] == [False] * 3, results
         if errors:
-            assert result.error is not None and result.error.startswith(errors), result.error
-        assert elapsed < HOSTILE_TIMEOUT_S + TIMEOUT_MARGIN_S, (elapsed, result)
+            for name in ("clean", "semicolon"):
+                error = results[name].error
+                assert error is not None and error.startswith(errors), (name, error)
+            assert results["raw"].error is not None
+        # Within one timeout although three cleanings are scored: a runaway's three statements coincide.
+        assert elapsed < HOSTILE_TIMEOUT_S + TIMEOUT_MARGIN_S, (elapsed, results)
     assert _sha256(sandbox_copy) == copy_before
     assert sorted(p.name for p in sandbox_copy.parent.iterdir()) == [sandbox_copy.name]  # no journal, no WAL
     assert _hash_all(spider / "database") == shared_before
     start = time.monotonic()
     assert exact_match(pred, GOLD) is False
+    assert exact_match(pred, GOLD, clean=False) is False
     assert time.monotonic() - start < 2.0
 
 
@@ -446,6 +456,174 @@ def test_exec_match_raw_runs_the_output_as_written(concert_db):
 def test_clean_sql_rejects_non_strings():
     with pytest.raises(TypeError, match="bytes"):
         clean_sql(b"SELECT 1")  # type: ignore[arg-type]
+
+
+# --- semicolon_sql and exec_match_semicolon (A.9: "truncate prediction at the first semicolon") -------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("SELECT a FROM t; DROP TABLE t", "SELECT a FROM t"),
+        ("SELECT a FROM t;", "SELECT a FROM t"),
+        # nothing but the cut: line breaks and inner spaces stay as written, then the ends are stripped
+        ("  SELECT a\n  FROM t ;\nThis query selects a.", "SELECT a\n  FROM t"),
+        # a `;` inside a literal, a quoted name or a comment does not cut
+        ("SELECT a FROM t WHERE x = 'a; b'; junk", "SELECT a FROM t WHERE x = 'a; b'"),
+        ("SELECT a FROM t WHERE x = 'it''s; ok'; junk", "SELECT a FROM t WHERE x = 'it''s; ok'"),
+        ('SELECT "a;b" FROM t; junk', 'SELECT "a;b" FROM t'),
+        ("SELECT `a;b` FROM t; junk", "SELECT `a;b` FROM t"),
+        ("SELECT [a;b] FROM t; junk", "SELECT [a;b] FROM t"),
+        ("SELECT a -- not; here\nFROM t; junk", "SELECT a -- not; here\nFROM t"),
+        ("SELECT a /* not; here */ FROM t; junk", "SELECT a /* not; here */ FROM t"),
+        ("SELECT a - b / 2 FROM t; junk", "SELECT a - b / 2 FROM t"),
+        # an unterminated literal or comment runs to the end: no later `;` cuts
+        ("SELECT a FROM t WHERE x = 'abc; DROP TABLE t", "SELECT a FROM t WHERE x = 'abc; DROP TABLE t"),
+        ('SELECT "a; b FROM t', 'SELECT "a; b FROM t'),
+        ("SELECT [a; b FROM t", "SELECT [a; b FROM t"),
+        ("SELECT a FROM t /* note; more", "SELECT a FROM t /* note; more"),
+        ("SELECT a FROM t -- last line; no newline", "SELECT a FROM t -- last line; no newline"),
+        # no other cut: a blank line and the next example stay (unlike clean_sql)
+        ("SELECT a FROM t\n\nDatabase: x\nQuestion: y", "SELECT a FROM t\n\nDatabase: x\nQuestion: y"),
+        ("SELECT a FROM t\n\nQuestion: q; SELECT 2", "SELECT a FROM t\n\nQuestion: q"),
+        # the first fenced block first (our addition), prose after it ignored
+        ("Here:\n```sql\nSELECT a\nFROM t;\n```\nThis query; selects a.", "SELECT a\nFROM t"),
+        ("```sql\nSELECT a FROM t\n```\nThe answer; is above", "SELECT a FROM t"),
+        ("```sql\nSELECT 'a;b' FROM t\n```\n```sql\nSELECT 2\n```", "SELECT 'a;b' FROM t"),
+        ("```sql\nSELECT a FROM t", "SELECT a FROM t"),  # unclosed fence
+        ("  \n ; SELECT 1", ""),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_semicolon_sql(text, expected):
+    assert semicolon_sql(text) == expected
+
+
+def test_semicolon_sql_rejects_non_strings():
+    with pytest.raises(TypeError, match="bytes"):
+        semicolon_sql(b"SELECT 1")  # type: ignore[arg-type]
+
+
+_COUNT = "SELECT count(*) FROM singer"
+
+
+@pytest.mark.parametrize(
+    "pred, match, error",
+    [
+        (_COUNT + "; DROP TABLE singer", True, None),
+        ("SELECT count(*)\nFROM singer -- every row; all of them\n;\nThis counts the singers.", True, None),
+        ("-- count the singers\nSELECT count(*) FROM singer;", True, None),  # SQLite skips a leading comment
+        ("```sql\nSELECT count(*) FROM singer\n```\nThis query; counts them.", True, None),
+        ("SELECT count(*) FROM singer WHERE name != 'a;b'; junk", True, None),
+        ("SELECT count(*) FROM singer /* unterminated; comment", True, None),  # ends at the end of input
+        # no `;`: the next example is part of the statement
+        (_COUNT + "\n\nDatabase: x\nQuestion: y", False, "syntax"),
+        ("SELECT count(*) FROM singer WHERE name = 'x; DROP TABLE singer", False, "syntax"),  # unterminated literal
+        ("SELECT count(*) FROM singer WHERE age > 40; " + _COUNT, False, None),
+        (" ; " + _COUNT, False, "empty"),
+        ("DELETE FROM singer; " + _COUNT, False, "not_select"),
+    ],
+)
+def test_exec_match_semicolon_hand_checked(concert_db, pred, match, error):
+    assert _plain_rows(concert_db, "SELECT count(*) FROM singer WHERE age > 40") != _plain_rows(concert_db, _COUNT)
+    result = exec_match_semicolon(pred, _COUNT, concert_db)
+    assert result.match is match
+    assert (result.error is None) if error is None else result.error.startswith(error), result.error
+    assert exec_match_all(pred, _COUNT, concert_db, ("semicolon",)) == {"semicolon": result}
+
+
+def test_exec_match_raw_keeps_its_leading_comment_rule(concert_db):
+    # Version 2.0's exec_match_raw treats a leading comment as "not_select"; kept so its values stay.
+    pred = "-- count the singers\nSELECT count(*) FROM singer"
+    assert exec_match(pred, _COUNT, concert_db, clean=False) == ExecResult(False, "not_select")
+    assert exec_match_semicolon(pred, _COUNT, concert_db) == ExecResult(True, None)
+
+
+def test_exec_match_all_rejects_unknown_cleanings(concert_db):
+    with pytest.raises(ValueError, match="allowed: \\['clean', 'raw', 'semicolon'\\]"):
+        exec_match_all(_COUNT, _COUNT, concert_db, ("clean", "trimmed"))
+
+
+# --- one execution per distinct statement -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        ("SELECT name\n\t FROM\r\n singer", "SELECT name FROM singer", True),
+        ("SELECT name FROM singer;", "SELECT name FROM singer", True),
+        ("SELECT name FROM singer\n ;", "SELECT name FROM singer", True),
+        ("SELECT name FROM singer WHERE name != 'a  b'\f", "SELECT name FROM singer WHERE name != 'a  b'", True),
+        # SQLite tells these apart (Python's sqlite3 rejects `;;`; VT and NBSP are no whitespace to SQLite)
+        ("SELECT name FROM singer;;", "SELECT name FROM singer", False),
+        ("SELECT name FROM singer; SELECT 1", "SELECT name FROM singer", False),
+        ("SELECT name\vFROM singer", "SELECT name FROM singer", False),
+        ("SELECT name\xa0FROM singer", "SELECT name FROM singer", False),
+        ("SELECT 'a  b' FROM singer", "SELECT 'a b' FROM singer", False),
+        # comments stay in the key (a NUL in one makes Python refuse the whole string)
+        ("SELECT name -- c\nFROM singer", "SELECT name FROM singer", False),
+    ],
+)
+def test_execution_key_merges_only_what_sqlite_runs_alike(concert_db, a, b, same):
+    assert (sqlm._execution_key(a) == sqlm._execution_key(b)) is same
+
+    def outcome(sql: str) -> object:
+        try:
+            return _plain_rows(concert_db, sql)
+        except (sqlite3.Error, ValueError) as err:
+            return type(err)
+
+    if same:
+        assert outcome(a) == outcome(b)
+        assert isinstance(outcome(a), list)
+
+
+def test_execution_key_keeps_statements_over_the_length_limit_apart():
+    long = "SELECT 1" + " " * sqlm.SQL_MAX_CHARS
+    assert sqlm._execution_key(long) != sqlm._execution_key("SELECT 1")
+    assert sqlm._execution_key(long)[0] == sqlm._execution_key("SELECT 1")[0]
+
+
+def test_each_distinct_statement_runs_once_per_prediction(concert_db, monkeypatch):
+    timeout_s = 0.5
+    exec_match(_COUNT, _COUNT, concert_db, timeout_s=timeout_s)  # the gold's rows are cached from here on
+    ran: list[str] = []
+    real_execute = sqlm._execute
+
+    def counting_execute(db_path, sql, deadline, max_rows):
+        ran.append(sql)
+        return real_execute(db_path, sql, deadline, max_rows)
+
+    monkeypatch.setattr(sqlm, "_execute", counting_execute)
+    runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)\nSELECT count(*) FROM c;"
+    cases = {  # prediction: (statements run, clean, semicolon, raw matches)
+        _COUNT: (1, True, True, True),
+        "SELECT count(*)\n  FROM\tsinger;": (1, True, True, True),  # three spellings, one statement
+        "```sql\nSELECT count(*) FROM singer\n```": (1, True, True, False),  # raw is not_select: never run
+        _COUNT + "; SELECT 2": (2, True, True, False),  # raw is two statements
+        "SELECT count(*) -- all\nFROM singer;;": (3, True, True, False),  # the comment, then raw's `;;`
+        runaway: (1, False, False, False),  # one timeout, not three
+    }
+    for pred, (num_runs, *matches) in cases.items():
+        ran.clear()
+        results = exec_match_all(pred, _COUNT, concert_db, ("clean", "semicolon", "raw"), timeout_s=timeout_s)
+        assert len(ran) == len(set(ran)) == num_runs, (pred, ran)
+        assert [r.match for r in results.values()] == matches, (pred, results)
+    assert {r.error for r in results.values()} == {"timeout"}
+
+
+@pytest.mark.slow
+def test_runaway_prediction_costs_one_task_timeout(concert_db):
+    # The spider_exec task scores three cleanings with a 10 s limit each; before statements were shared,
+    # this prediction cost two timeouts (20.0 s measured), and would now cost three.
+    runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)\nSELECT count(*) FROM c;"
+    exec_match(_COUNT, _COUNT, concert_db, timeout_s=10.0)
+    start = time.monotonic()
+    results = exec_match_all(runaway, _COUNT, concert_db, timeout_s=10.0)
+    elapsed = time.monotonic() - start
+    assert {r.error for r in results.values()} == {"timeout"}
+    assert 10.0 <= elapsed < 15.0, elapsed
 
 
 # --- exact match, hand-checked -----------------------------------------------------------------------
@@ -551,6 +729,39 @@ EXACT_PAIRS = [
 @pytest.mark.parametrize("gold, pred, expected", EXACT_PAIRS)
 def test_exact_match_hand_checked(gold, pred, expected):
     assert exact_match(pred, gold) is expected
+
+
+@pytest.mark.parametrize(
+    "pred, cleaned, raw",
+    [
+        (_COUNT, True, True),
+        ("  " + _COUNT + " \n", True, True),
+        ("select COUNT(*)\nfrom Singer", True, True),
+        (_COUNT + ";", True, True),  # one statement with its terminator, as SQLite runs it
+        ("SELECT count(*) -- every row; all of them\nFROM singer", True, True),  # a comment is SQL
+        (_COUNT + ";;", True, False),
+        (_COUNT + "; DROP TABLE singer", True, False),
+        (_COUNT + ";\nThis query counts the singers.", True, False),
+        (_COUNT + "\n\nDatabase: x\nQuestion: y", True, False),
+        ("```sql\n" + _COUNT + "\n```", True, False),
+        (_COUNT + " WHERE name = 'a;b", False, False),  # unterminated literal
+        ("Answer: " + _COUNT, False, False),
+        # documented leniency of parsing as written: a bare word after a table name is its alias
+        (_COUNT + "\nDone", True, True),
+        ("", False, False),
+        (None, False, False),
+    ],
+)
+def test_exact_match_raw_parses_the_output_as_written(pred, cleaned, raw):
+    assert exact_match(pred, _COUNT) is cleaned
+    assert exact_match(pred, _COUNT, clean=False) is raw
+
+
+def test_canonical_sql_raw_needs_exactly_one_statement():
+    with pytest.raises(ValueError, match="one SQL statement"):
+        sqlm.canonical_sql(_COUNT + "; SELECT 1", clean=False)
+    with pytest.raises(ValueError, match="empty SQL"):
+        sqlm.canonical_sql("  \n", clean=False)
 
 
 def test_exact_match_schema_resolves_unqualified_columns_in_joins(concert_db):

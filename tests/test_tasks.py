@@ -96,8 +96,10 @@ def test_resolved_configs_generate_raw_to_end_of_text(task_manager):
         # Nothing that could cut a generation at a newline before the metric sees it.
         assert not any("\n" in stop for stop in kwargs["until"]), (name, kwargs["until"])
     versions = {name: task.config.metadata["version"] for name, task in resolved.items()}
-    # Metric meaning changed in 2.0 (raw generations); NL-RX's func_match again in 3.0.
-    assert {n: versions[n] for n in RAW_TASKS} == {"spider_exec": 2.0, "nlrx_synth": 3.0, "django_code": 2.0}
+    # Metric meaning changed in 2.0 (raw generations); NL-RX's func_match again in 3.0; Spider 2.1 adds
+    # two metrics.
+    assert {n: versions[n] for n in RAW_TASKS} == {"spider_exec": 2.1, "nlrx_synth": 3.0, "django_code": 2.0}
+    assert versions["spider_exec"] == versions["spider_exec_0shot"] == 2.1
     assert versions["gsm8k_dllm"] == 1.0
 
 
@@ -237,7 +239,8 @@ EXPECTED = {
     "gsm8k_dllm": (_gsm8k_output, {"exact_match,strict-match": 0.25, "exact_match,flexible-extract": 0.75}),
     "spider_exec": (
         _spider_output,
-        {"exec_match,none": 0.5, "exec_match_raw,none": 0.25, "exact_match,none": 0.5, "exec_error,none": 0.25},
+        {"exec_match,none": 0.5, "exec_match_semicolon,none": 0.5, "exec_match_raw,none": 0.25,
+         "exact_match,none": 0.5, "exact_match_raw,none": 0.25, "exec_error,none": 0.25},
     ),
     "nlrx_synth": (
         _nlrx_output,
@@ -290,21 +293,35 @@ def test_django_process_results_is_the_papers_partition(task_manager):
             assert scores["exact_match"] + scores["stop_artifact"] == scores["ws_prefix_match"]
 
 
-def test_spider_process_results_cleans_for_exec_match_only(task_manager):
+def test_spider_process_results_scores_each_cleaning(task_manager):
     task = _resolved_tasks(task_manager, ["spider_exec"])["spider_exec"]
+    names = ("exec_match", "exec_match_semicolon", "exec_match_raw", "exact_match", "exact_match_raw", "exec_error")
     for doc in list(task.eval_docs)[:10]:
         gold = doc["query"]
         assert ";" not in gold
-        assert task.process_results(doc, [gold]) == {
-            "exec_match": 1.0, "exec_match_raw": 1.0, "exact_match": 1.0, "exec_error": 0.0}
-        for output in (
-            gold + "; DROP TABLE x",
-            gold + ";\nThis query counts the rows asked for.",
-            gold + "\n\nDatabase: x\nQuestion: y",  # a 4-shot base model starting the next example
-        ):
+        cases = {  # output: scores in the order of `names`
+            gold: (1, 1, 1, 1, 1, 0),
+            gold + ";": (1, 1, 1, 1, 1, 0),  # one statement with its terminator: raw runs and parses it
+            gold + "; DROP TABLE x": (1, 1, 0, 1, 0, 0),
+            gold + ";\nThis query counts the rows asked for.": (1, 1, 0, 1, 0, 0),
+            # a 4-shot base model starting the next example: no `;`, so A.9's literal cut keeps it
+            gold + "\n\nDatabase: x\nQuestion: y": (1, 0, 0, 1, 0, 0),
+            "```sql\n" + gold + "\n```\nThis query; answers it.": (1, 1, 0, 1, 0, 0),
+        }
+        for output, expected in cases.items():
             scores = task.process_results(doc, [output])
-            assert scores == {"exec_match": 1.0, "exec_match_raw": 0.0, "exact_match": 1.0, "exec_error": 0.0}, (
-                output, scores)
+            assert scores == dict(zip(names, map(float, expected))), (output, scores)
+
+
+def test_spider_tasks_share_the_metrics_and_version(task_manager):
+    # The 0-shot and demo tasks `include` spider_exec.yaml: its metric list and version reach them.
+    configs = {name: task_manager.task_index[name].cfg for name in ("spider_exec", "spider_exec_0shot", "spider_exec_demo")}
+    for name, cfg in configs.items():
+        assert cfg["metadata"]["version"] == 2.1, name
+        assert cfg["process_results"].endswith("spider_exec/utils.process_results"), name
+        assert [m["metric"] for m in cfg["metric_list"]] == [
+            "exec_match", "exec_match_semicolon", "exec_match_raw", "exact_match", "exact_match_raw", "exec_error"
+        ], name
 
 
 def test_nlrx_stop_artifact_is_a_correct_first_line_with_more_after(task_manager):

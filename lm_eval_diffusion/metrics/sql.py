@@ -15,9 +15,12 @@ as UTF-8 ignoring bad bytes, and are compared with ``result_eq`` semantics: rows
 only when the gold has ``ORDER BY``, column order never, values compared with Python ``==`` (exact floats,
 ``1 == 1.0``), two empty results always equal. Deviations from the official ``exec_eval.py``:
 
-- Both strings first go through ``clean_sql`` (fences; cut at the first ``;``, blank line or
-  ``Question:``/``Database:`` header; comments; whitespace). With ``clean=False`` the prediction is only
-  stripped of surrounding whitespace (the raw score: trailing text makes it fail).
+- The gold first goes through ``clean_sql``; the prediction through one of ``PRED_CLEANINGS``:
+  ``clean`` = ``clean_sql`` (fences; cut at the first ``;``, blank line or ``Question:``/``Database:``
+  header; comments; whitespace), ``semicolon`` = ``semicolon_sql`` (fences; cut at the first ``;``, the
+  rest kept as written: A.9's rule taken literally), ``raw`` = stripped of surrounding whitespace only
+  (trailing text makes it fail). ``exec_match_all`` scores several cleanings of one prediction and runs
+  each distinct statement once (``_execution_key``).
 - Order matters only for a *top-level* ``ORDER BY`` in the gold (the official tests the substring
   ``'order by'`` anywhere, including subqueries and string literals).
 - Only the given database is used (the official also runs every ``*.sqlite`` beside it, which matters
@@ -66,11 +69,17 @@ Deviations from the official ``evaluation.py``:
   ``UNION ALL`` equals ``UNION`` (consistent with ignoring DISTINCT).
 - Constructs the official parser rejects (CTEs, CASE, casts, arithmetic on literals, window functions)
   are compared structurally instead of failing.
+
+The prediction is cleaned with ``clean_sql``, or with ``clean=False`` (``exact_match_raw``) parsed as
+written, stripped: it must then be exactly one statement (one trailing ``;`` allowed, as SQLite allows
+it), so a second statement or trailing prose fails the parse and scores 0, except words that sqlglot
+reads as SQL (a bare word right after a table name is that table's alias).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import sqlite3
 import sys
@@ -135,6 +144,7 @@ _SEGMENT_RE = re.compile(
 # Language tag only when followed by a newline (or a bare `sql`), so "```SELECT 1```" keeps its SELECT.
 _FENCE_RE = re.compile(r"```(?:[\w+-]*[ \t]*\r?\n|(?:sqlite|sql)\b)?(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _WS_RE = re.compile(r"\s+")
+_SQLITE_SPACE_RE = re.compile(r"[ \t\n\r\f]+")  # what SQLite's tokenizer skips between tokens
 # Where a generation stops being the query: a blank line, or a line that starts the next example.
 _STOP_RE = re.compile(r"\n[ \t\r\f\v]*\n|(?:\A|(?<=\n))[ \t]*(?:Question|Database)[ \t]*:")
 _DISTINCT_RE = re.compile(r"\bdistinct\b", re.IGNORECASE)
@@ -188,6 +198,76 @@ def clean_sql(text: str | None) -> str:
             parts.append(piece)
     parts.append(_WS_RE.sub(" ", "".join(code)))
     return "".join(parts).strip()
+
+
+def semicolon_sql(text: str | None) -> str:
+    """Model output -> the text before its first `;` (A.9 taken literally: "truncate prediction at the
+    first semicolon").
+
+    Our addition, as in `clean_sql`: the first fenced block if there is one. The cut is at the first `;`
+    outside `'...'`, `"..."`, `` `...` ``, `[...]` and `--` / `/* */` comments; an unterminated literal or
+    comment runs to the end of the text, so no later `;` cuts. Nothing else changes: comments, line
+    breaks, blank lines and any prose before the `;` stay (so a 4-shot model's query followed by a blank
+    line and the next example, with no `;`, fails), and the result is stripped of surrounding whitespace.
+    """
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise TypeError(f"semicolon_sql expects str or None, got {type(text).__name__}")
+    fenced = _FENCE_RE.search(text)
+    if fenced is not None:
+        text = fenced.group(1)
+    head = itertools.takewhile(lambda segment: segment[0] != "semicolon", _segments(text))
+    return "".join(piece for _, piece in head).strip()
+
+
+def _stripped(text: str | None) -> str:
+    """The raw output with surrounding whitespace removed (None is empty)."""
+    return (text or "").strip()
+
+
+@dataclass(frozen=True)
+class PredCleaning:
+    """How one execution-match variant turns the model output into the statement it runs."""
+
+    clean: Callable[[str | None], str]
+    # Whether comments before the first keyword are skipped when checking that the statement is a query.
+    # Off for `raw`, whose 2.0 rule (a leading comment scores "not_select") is kept so its values stay.
+    skip_leading_comments: bool
+
+
+PRED_CLEANINGS: dict[str, PredCleaning] = {
+    "clean": PredCleaning(clean_sql, skip_leading_comments=False),  # exec_match (never has comments)
+    "semicolon": PredCleaning(semicolon_sql, skip_leading_comments=True),  # exec_match_semicolon
+    "raw": PredCleaning(_stripped, skip_leading_comments=False),  # exec_match_raw
+}
+
+
+def _without_leading_comments(sql: str) -> str:
+    """`sql` from its first piece that is neither a comment nor whitespace."""
+    start = 0
+    for kind, piece in _segments(sql):
+        if kind != "comment" and not (kind == "code" and piece.isspace()):
+            break
+        start += len(piece)
+    return sql[start:]
+
+
+def _execution_key(sql: str) -> tuple[str, bool]:
+    """A key under which prediction statements run alike in SQLite: same rows, or both fail.
+
+    Runs of SQLite's whitespace (space, tab, CR, LF, FF; not VT or Unicode spaces, which it rejects)
+    outside literals and comments become one space, and a `;` that ends the (stripped) statement is
+    dropped (Python's sqlite3 runs `X;` as `X`, but rejects `X;;`). Comments stay, since a NUL or a lone
+    surrogate in one makes Python refuse the whole string. The flag keeps statements on either side of
+    SQL_MAX_CHARS (SQLITE_LIMIT_SQL_LENGTH, in UTF-8 bytes) apart. A shared failure keeps the error
+    label of the first spelling run.
+    """
+    pieces = [(kind, _SQLITE_SPACE_RE.sub(" ", p) if kind == "code" else p) for kind, p in _segments(sql)]
+    if pieces and pieces[-1][0] == "semicolon":
+        pieces.pop()
+    too_long = len(sql.encode("utf-8", "surrogatepass")) > SQL_MAX_CHARS
+    return "".join(p for _, p in pieces).strip(" "), too_long
 
 
 def _rewrite_code(sql: str, rewrite: Callable[[str], str]) -> str:
@@ -406,20 +486,39 @@ def results_equal(gold: Sequence[tuple], pred: Sequence[tuple], order_matters: b
     return _permutation_exists(gold, pred, deadline)
 
 
-def exec_match(
+def _score_prediction(
+    path: Path, pred_sql: str, gold_rows: Sequence[tuple], order_matters: bool, timeout_s: float, max_rows: int
+) -> ExecResult:
+    """Run one prepared prediction (its own deadline) and compare it with the gold's rows."""
+    deadline = time.monotonic() + timeout_s
+    pred_rows, error = _execute(path, pred_sql, deadline, max_rows)
+    if error is not None:
+        return ExecResult(False, error)
+    try:
+        return ExecResult(results_equal(gold_rows, pred_rows, order_matters, deadline))
+    except _DeadlineExceeded:
+        return ExecResult(False, "timeout")
+
+
+def exec_match_all(
     pred: str | None,
     gold: str,
     db_path: str | Path,
+    cleanings: Sequence[str] = tuple(PRED_CLEANINGS),
     *,
     timeout_s: float = 5.0,
     max_rows: int = 100_000,
-    clean: bool = True,
-) -> ExecResult:
-    """Execution match of `pred` against `gold` on `db_path` (Spider test-suite semantics, sandboxed).
+) -> dict[str, ExecResult]:
+    """Execution match of `pred` against `gold` on `db_path` under each named cleaning of `PRED_CLEANINGS`.
 
-    `clean`: the prediction goes through `clean_sql` (the Table 2 metric); False runs it as written,
-    surrounding whitespace stripped (the raw score: `SELECT ...; more text` is two statements and fails).
+    Each distinct statement runs once: cleanings whose final statements (after the official rewrites)
+    share an `_execution_key` share one execution and its result, each execution with its own
+    `timeout_s`. So a prediction costs at most one timeout per distinct statement (at most
+    `len(cleanings)`), plus the gold's first execution, which is cached across predictions.
     """
+    unknown = [name for name in cleanings if name not in PRED_CLEANINGS]
+    if unknown:
+        raise ValueError(f"unknown cleaning(s) {unknown}; allowed: {sorted(PRED_CLEANINGS)}")
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
     if max_rows < 1:
@@ -435,21 +534,50 @@ def exec_match(
         gold_sql, str(path.resolve()), stat.st_mtime_ns, stat.st_size, timeout_s, max_rows
     )
 
-    deadline = time.monotonic() + timeout_s
     if pred is not None and not isinstance(pred, str):
-        return ExecResult(False, f"python: TypeError: prediction is {type(pred).__name__}, not str")
-    pred_sql = _official_rewrites(clean_sql(pred) if clean else (pred or "").strip())
-    if not pred_sql:
-        return ExecResult(False, "empty")
-    if _SELECT_START_RE.match(pred_sql) is None:
-        return ExecResult(False, "not_select")
-    pred_rows, error = _execute(path, pred_sql, deadline, max_rows)
-    if error is not None:
-        return ExecResult(False, error)
-    try:
-        return ExecResult(results_equal(gold_rows, pred_rows, order_matters, deadline))
-    except _DeadlineExceeded:
-        return ExecResult(False, "timeout")
+        not_text = ExecResult(False, f"python: TypeError: prediction is {type(pred).__name__}, not str")
+        return {name: not_text for name in cleanings}
+    executed: dict[tuple[str, bool], ExecResult] = {}
+    results: dict[str, ExecResult] = {}
+    for name in cleanings:
+        cleaning = PRED_CLEANINGS[name]
+        pred_sql = _official_rewrites(cleaning.clean(pred))
+        head = _without_leading_comments(pred_sql) if cleaning.skip_leading_comments else pred_sql
+        if not pred_sql:
+            results[name] = ExecResult(False, "empty")
+        elif _SELECT_START_RE.match(head) is None:
+            results[name] = ExecResult(False, "not_select")
+        else:
+            key = _execution_key(pred_sql)
+            if key not in executed:
+                executed[key] = _score_prediction(path, pred_sql, gold_rows, order_matters, timeout_s, max_rows)
+            results[name] = executed[key]
+    return results
+
+
+def exec_match(
+    pred: str | None,
+    gold: str,
+    db_path: str | Path,
+    *,
+    timeout_s: float = 5.0,
+    max_rows: int = 100_000,
+    clean: bool = True,
+) -> ExecResult:
+    """Execution match of `pred` against `gold` on `db_path` (Spider test-suite semantics, sandboxed).
+
+    `clean`: the prediction goes through `clean_sql` (the Table 2 metric); False runs it as written,
+    surrounding whitespace stripped (the raw score: `SELECT ...; more text` is two statements and fails).
+    """
+    cleaning = "clean" if clean else "raw"
+    return exec_match_all(pred, gold, db_path, (cleaning,), timeout_s=timeout_s, max_rows=max_rows)[cleaning]
+
+
+def exec_match_semicolon(
+    pred: str | None, gold: str, db_path: str | Path, *, timeout_s: float = 5.0, max_rows: int = 100_000
+) -> ExecResult:
+    """Execution match of the prediction cut at its first `;` (`semicolon_sql`; A.9 taken literally)."""
+    return exec_match_all(pred, gold, db_path, ("semicolon",), timeout_s=timeout_s, max_rows=max_rows)["semicolon"]
 
 
 def read_schema(db_path: str | Path) -> dict[str, list[str]]:
@@ -782,19 +910,36 @@ def _canon_query(node: exp.Expression, ctx: _Ctx, parent: _Scope | None) -> Cano
     return _canon_expr(node, scope or _Scope(), ctx)
 
 
-def canonical_sql(sql: str, schema: Mapping[str, Sequence[str]] | None = None) -> Canon:
-    """Value-free canonical form used by exact_match; raises sqlglot errors on unparsable SQL."""
-    cleaned = clean_sql(sql)
-    if not cleaned:
+def canonical_sql(sql: str, schema: Mapping[str, Sequence[str]] | None = None, *, clean: bool = True) -> Canon:
+    """Value-free canonical form used by exact_match; raises sqlglot errors on unparsable SQL.
+
+    `clean`: parse `clean_sql(sql)`; False parses `sql` as written (stripped), which must be exactly one
+    statement (ValueError otherwise; one trailing `;` is part of it).
+    """
+    text = clean_sql(sql) if clean else sql.strip()
+    if not text:
         raise ValueError("empty SQL")
-    bracketed = frozenset(piece[1:-1] for kind, piece in _segments(cleaned) if kind == "quoted")
+    bracketed = frozenset(piece[1:-1] for kind, piece in _segments(text) if kind == "quoted")
     lowered = None if schema is None else {t.lower(): frozenset(c.lower() for c in cols) for t, cols in schema.items()}
-    tree = sqlglot.parse_one(cleaned, read="sqlite")
+    if clean:
+        tree = sqlglot.parse_one(text, read="sqlite")
+    else:
+        # parse_one would wrap `SELECT 1; SELECT 2` in a Block; `SELECT 1;;` parses to [Select, None].
+        trees = sqlglot.parse(text, read="sqlite")
+        if len(trees) != 1 or trees[0] is None:
+            raise ValueError(f"expected one SQL statement, parsed {len(trees)}")
+        tree = trees[0]
     return _canon_query(tree, _Ctx(schema=lowered, bracketed=bracketed), None)
 
 
-def exact_match(pred: str | None, gold: str, schema: Mapping[str, Sequence[str]] | None = None) -> bool:
-    """Spider-style exact-set match, values and DISTINCT ignored; False for any unparsable prediction."""
+def exact_match(
+    pred: str | None, gold: str, schema: Mapping[str, Sequence[str]] | None = None, *, clean: bool = True
+) -> bool:
+    """Spider-style exact-set match, values and DISTINCT ignored; False for any unparsable prediction.
+
+    `clean`: the prediction goes through `clean_sql` (the gold always does); False parses it as written,
+    stripped (`exact_match_raw`: trailing prose or a second statement scores 0).
+    """
     try:
         gold_canon = canonical_sql(gold, schema)
     except (sqlglot.errors.SqlglotError, ValueError, RecursionError) as err:
@@ -802,7 +947,7 @@ def exact_match(pred: str | None, gold: str, schema: Mapping[str, Sequence[str]]
     if pred is None or not isinstance(pred, str):
         return False
     try:
-        pred_canon = canonical_sql(pred, schema)
+        pred_canon = canonical_sql(pred, schema, clean=clean)
     except Exception:
         # Model output is arbitrary text and sqlglot raises more than ParseError on garbage (Tokenizer,
         # Recursion, occasionally Index/Attribute errors); every such prediction is simply wrong.

@@ -69,16 +69,20 @@ def _schema(db_path: str) -> dict[str, list[str]]:
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """exec_match (Table 2: the cleaned query; `sql.clean_sql`), exec_match_raw (the raw output, stripped),
-    exact_match of the cleaned query, and exec_error (the cleaned query failed to run)."""
+    """exec_match (Table 2 / §4.1: the cleaned query; `sql.clean_sql`), exec_match_semicolon (A.9: cut at
+    the first `;`; `sql.semicolon_sql`), exec_match_raw (the raw output, stripped), exact_match of the
+    cleaned query, exact_match_raw (the raw output parsed as written), and exec_error (the cleaned query
+    failed to run). Each distinct statement runs once, so a prediction costs at most three
+    EXEC_TIMEOUT_S, and one when its cleanings give the same statement."""
     raw, gold, db_path = results[0], doc["query"], doc["db_path"]
-    pred = sql.clean_sql(raw)
     limits = {"timeout_s": EXEC_TIMEOUT_S, "max_rows": EXEC_MAX_ROWS}
-    executed = sql.exec_match(pred, gold, db_path, **limits)
-    executed_raw = sql.exec_match(raw, gold, db_path, clean=False, **limits)
+    executed = sql.exec_match_all(raw, gold, db_path, ("clean", "semicolon", "raw"), **limits)
+    schema = _schema(db_path)
     return {
-        "exec_match": float(executed.match),
-        "exec_match_raw": float(executed_raw.match),
-        "exact_match": float(sql.exact_match(pred, gold, _schema(db_path))),
-        "exec_error": float(executed.error is not None),
+        "exec_match": float(executed["clean"].match),
+        "exec_match_semicolon": float(executed["semicolon"].match),
+        "exec_match_raw": float(executed["raw"].match),
+        "exact_match": float(sql.exact_match(raw, gold, schema)),
+        "exact_match_raw": float(sql.exact_match(raw, gold, schema, clean=False)),
+        "exec_error": float(executed["clean"].error is not None),
     }
