@@ -214,6 +214,23 @@ def test_collapse_stats_of_known_matrices():
     assert same["per_dim_std_mean"] == pytest.approx(0.0, abs=1e-7)
 
 
+def test_cosine_diversity_uses_exactly_num_pairs_pairs_of_distinct_rows():
+    """A.7's "5,000 random pairs": 100 rows have 4,950 distinct pairs, yet 5,000 are drawn (with replacement)."""
+    from dllm_jepa_train.analysis.collapse import CollapseSettings, run_collapse
+    from dllm_jepa_train.objectives import random_pairs
+
+    first, second = random_pairs(100, 5000, seed=7)
+    assert first.shape == second.shape == (5000,)
+    assert bool((first != second).all()) and int(first.min()) >= 0 and int(second.max()) <= 99
+    assert len({(int(a), int(b)) for a, b in zip(first, second)}) < 5000  # more draws than distinct pairs
+    z = torch.randn(100, 6, generator=torch.Generator().manual_seed(0))
+    unit = z / z.norm(dim=1, keepdim=True)
+    by_hand = 1.0 - sum(abs(float(unit[a] @ unit[b])) for a, b in zip(first.tolist(), second.tolist())) / 5000
+    assert collapse_stats(z, seed=7)["cosine_diversity"] == pytest.approx(by_hand, abs=1e-6)
+    with pytest.raises(AnalysisError, match="--num-pairs must be >= 1"):
+        run_collapse("unused", CollapseSettings(num_pairs=0))
+
+
 def test_collapse_defaults_to_a7_online_weights_for_both_views(runs, tiny_checkpoints, text_file, tmp_path):
     from safetensors.torch import save_file
     from transformers import AutoModelForMaskedLM

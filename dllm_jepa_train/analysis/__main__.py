@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     collapse.add_argument("--split", default=None, help="--data run: split (default: first non-train)")
     collapse.add_argument("--data-dir", default=None, help="--data run: task data root (default: as in the run config)")
     collapse.add_argument("--num-samples", type=int, default=100, help="documents (A.7: 100)")
-    collapse.add_argument("--num-pairs", type=int, default=5000, help="random pairs for the cosine diversity")
+    collapse.add_argument("--num-pairs", type=int, default=5000,
+                          help="pairs of distinct rows for the cosine diversity, drawn with replacement (A.7: 5,000)")
     collapse.add_argument("--seed", type=int, default=None, help="row choice and views (default: the run's run.seed)")
     collapse.add_argument("--max-length", type=int, default=None, help="default: the run's data.max_length")
     collapse.add_argument("--target", default="online", choices=("online", "ema"),
