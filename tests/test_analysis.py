@@ -186,7 +186,8 @@ def test_drift_zero_for_identical_and_positive_after_one_step(tiny_checkpoints, 
     settings = DriftSettings(num_samples=5, max_length=24, batch_size=2, text_file=str(text_file), device="cpu")
     result = run_drift(base, [base, str(stepped)], settings)
     same, moved = result["finetunes"]
-    assert result["num_hidden_states"] == 3 and len(same["per_layer"]) == 3  # embeddings + 2 blocks
+    assert result["num_hidden_states"] == 3  # embeddings + 2 blocks
+    assert result["layers"] == [1, 2] and len(same["per_layer"]) == 2  # the blocks only (§5)
     assert max(abs(v) for v in same["per_layer"]) < 1e-6
     assert moved["mean"] > 1e-4 and min(moved["per_layer"]) > 0
     assert set(moved["thirds"]) == {"early", "middle", "late"}
@@ -196,10 +197,33 @@ def test_drift_zero_for_identical_and_positive_after_one_step(tiny_checkpoints, 
 
 
 def test_drift_summary_thirds():
-    summary = summarize([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    summary = summarize([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1, 2, 3, 4, 5, 6, 7])
     assert summary["mean"] == pytest.approx(3.0)
-    assert summary["third_layers"] == {"early": [0, 1, 2], "middle": [3, 4], "late": [5, 6]}
+    assert summary["third_layers"] == {"early": [1, 2, 3], "middle": [4, 5], "late": [6, 7]}
     assert summary["thirds"] == {"early": 1.0, "middle": 3.5, "late": 5.5}
+    llada_8b = summarize([0.0] * 32, list(range(1, 33)))["third_layers"]  # 32 layers: 11 / 11 / 10
+    assert llada_8b == {"early": list(range(1, 12)), "middle": list(range(12, 23)), "late": list(range(23, 33))}
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_drift_has_one_value_per_transformer_layer(tiny_checkpoints, text_file, family):
+    """LLaDA- and Dream-like models return N + 1 hidden states; drift counts the N layers, the embeddings on request."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_checkpoints[family], trust_remote_code=True)
+    num_layers = config.n_layers if family == "llada" else config.num_hidden_layers
+    other = tiny_checkpoints["llada_nopad"] if family == "llada" else tiny_checkpoints[family]
+    settings = DriftSettings(num_samples=3, max_length=16, batch_size=1, text_file=str(text_file), device="cpu")
+    layers_only = run_drift(str(tiny_checkpoints[family]), [str(other)], settings)
+    with_embeddings = run_drift(str(tiny_checkpoints[family]), [str(other)],
+                                DriftSettings(**{**settings.__dict__, "include_embeddings": True}))
+    entry, entry_all = layers_only["finetunes"][0], with_embeddings["finetunes"][0]
+    assert len(entry["per_layer"]) == num_layers and layers_only["layers"] == list(range(1, num_layers + 1))
+    assert len(entry_all["per_layer"]) == num_layers + 1 and with_embeddings["layers"][0] == 0
+    assert entry_all["per_layer"][1:] == pytest.approx(entry["per_layer"], abs=1e-12)
+    assert entry["mean"] == pytest.approx(sum(entry["per_layer"]) / num_layers)
+    if family == "llada":  # two different random models: every layer has moved
+        assert min(entry["per_layer"]) > 1e-3 and entry_all["third_layers"]["early"][0] == 0
 
 
 # -------------------------------------------------------------------------------------------- collapse

@@ -76,7 +76,7 @@ class RunData:
     sources: dict[str, str] = field(default_factory=dict)  # task -> results file
     dates: dict[str, float] = field(default_factory=dict)  # task -> lm-eval's `date` of that file
     probe: dict | None = None  # {"loss", "delta", "base", "file"}
-    drift: dict | None = None  # {"mean", "thirds", "per_layer", "base", "file"}
+    drift: dict | None = None  # {"mean", "thirds", "per_layer", "layers", "base", "file"}
     cell_label: str = ""  # the cell's settings that differ between the cells of this report
     method_label: str = ""  # method, ablation, and the variant settings swept in this report
 
@@ -292,8 +292,13 @@ class RunTable:
             if command == "probe":
                 record = {"loss": entry["loss"], "delta": entry["delta"], "base": base["path"], "file": str(file)}
             else:
+                # Drift files written before `layers` existed always started at hidden state 0 (embeddings).
+                layers = data.get("layers") or list(range(len(entry["per_layer"])))
+                if len(layers) != len(entry["per_layer"]):
+                    raise AnalysisError(f"drift file {file}: {len(entry['per_layer'])} per_layer values for "
+                                        f"{len(layers)} layers")
                 record = {"mean": entry["mean"], "thirds": entry["thirds"], "per_layer": entry["per_layer"],
-                          "base": base["path"], "file": str(file)}
+                          "layers": layers, "base": base["path"], "file": str(file)}
             previous = getattr(run, command)
             if previous is not None:
                 self.duplicates.append(f"{run.label}: {command} results in {previous['file']} and {file}; using {file}")
@@ -797,7 +802,7 @@ def run_compare(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots: dict[str, str] = {}
-    curves = [(r.method, r.seed, r.drift["per_layer"]) for r in ordered if r.drift is not None]
+    curves = [(r.method, r.seed, r.drift["layers"], r.drift["per_layer"]) for r in ordered if r.drift is not None]
     if curves or points or grids:
         from dllm_jepa_train.analysis.plots import plot_drift_curves, plot_drift_vs_forgetting, plot_grid
 

@@ -33,18 +33,18 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_drift_curves(curves: list[tuple[str, int, list[float]]], path: str | Path) -> Path:
-    """One line per (method, seed, per-layer drift) run; x = hidden-state index (0 = embeddings)."""
+def plot_drift_curves(curves: list[tuple[str, int, list[int], list[float]]], path: str | Path) -> Path:
+    """One line per (method, seed, hidden-state indices, per-layer drift) run; x = layer (0 = embeddings)."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    methods = sorted({m for m, _, _ in curves})
-    seeds = sorted({s for _, s, _ in curves})
-    for method, seed, curve in curves:
-        ax.plot(range(len(curve)), curve, color=method_colour(method, methods),
+    methods = sorted({m for m, _, _, _ in curves})
+    seeds = sorted({s for _, s, _, _ in curves})
+    for method, seed, layers, curve in curves:
+        ax.plot(layers, curve, color=method_colour(method, methods),
                 linestyle=_SEED_STYLES[seeds.index(seed) % len(_SEED_STYLES)], marker=".",
                 label=f"{method} (seed {seed})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("layer (hidden-state index, 0 = embedding output)")
+    ax.set_xlabel("layer (hidden-state index: 0 = embedding output, last = after the final norm)")
     ax.set_ylabel("drift 1 - cos(base, fine-tune)")
     ax.set_title("Per-layer drift from the base model")
     ax.grid(alpha=0.3)
