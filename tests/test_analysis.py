@@ -502,6 +502,49 @@ def test_compare_statistics_and_correlations_by_hand(tmp_path):
     assert (tmp_path / "out" / "drift_vs_forgetting.png").stat().st_size > 1024
 
 
+def _labelled_drift_probe(root: Path, points: dict[str, list[tuple[float, float]]]) -> tuple[list[str], Path, Path]:
+    """--run labels and probe / drift files for {method: [(mean drift, probe delta) per seed]}."""
+    labels, probe_entries, drift_entries = [], [], []
+    for method, pairs in points.items():
+        for seed, (d, delta) in enumerate(pairs):
+            ckpt = root / f"{method}_{seed}" / "final"
+            ckpt.mkdir(parents=True)
+            (ckpt / "config.json").write_text("{}")
+            labels.append(f"{method}:{seed}:{ckpt}")
+            probe_entries.append({"checkpoint": str(ckpt), "path": str(ckpt), "loss": 2.0 + delta, "delta": delta})
+            drift_entries.append({"checkpoint": str(ckpt), "path": str(ckpt), "mean": d, "per_layer": [d, d],
+                                  "thirds": {"early": d, "middle": d, "late": None}})
+    probe, drift = root / "probe.json", root / "drift.json"
+    probe.write_text(json.dumps({"command": "probe", "settings": {}, "base": {"path": "b"}, "finetunes": probe_entries}))
+    drift.write_text(json.dumps({"command": "drift", "settings": {}, "base": {"path": "b"}, "layers": [1, 2],
+                                 "finetunes": drift_entries}))
+    return labels, probe, drift
+
+
+def test_density_landscape_per_method_and_why_a_method_has_none(tmp_path, caplog):
+    """Figure 5: a KDE surface for a method with >= 3 runs off one line; none, with the reason logged, for
+    fewer than 3 runs, identical points, or points on a line."""
+    from matplotlib.image import imread
+
+    points = {"baseline": [(0.30, 0.20), (0.42, 0.26), (0.36, 0.31), (0.50, 0.24)],
+              "jepa": [(0.12, 0.05), (0.2, 0.09)],  # 2 runs
+              "anchor": [(0.25, 0.1)] * 3,  # identical points
+              "jepa+anchor": [(0.1, 0.01), (0.2, 0.02), (0.3, 0.03)]}  # on a line
+    labels, probe, drift = _labelled_drift_probe(tmp_path, points)
+    with caplog.at_level("WARNING", logger="dllm_jepa_train.analysis.compare"):
+        report = run_compare([], labels, [str(probe)], [str(drift)], str(tmp_path / "out"))
+    density = report["density_landscape"]
+    assert density["methods"] == ["baseline"]
+    assert set(density["skipped"]) == {"jepa", "anchor", "jepa+anchor"}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "no surface for jepa: 2 run(s); a 2-D Gaussian KDE needs at least 3" in logged
+    assert "no surface for anchor: singular covariance: all 3 runs have the same drift and forgetting" in logged
+    assert "no surface for jepa+anchor: singular covariance: the 3 runs lie on a line" in logged
+    assert "density landscape: no surface for jepa: 2 run(s)" in report["markdown"]
+    figure = tmp_path / "out" / "drift_forgetting_density.png"
+    assert report["plots"]["drift_forgetting_density"] == str(figure) and imread(figure).ndim == 3
+
+
 def test_missing_and_non_lm_eval_result_files_are_named(tmp_path):
     missing = tmp_path / "nope" / "results.json"
     with pytest.raises(AnalysisError, match=f"results path {missing} does not exist"):
