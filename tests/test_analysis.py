@@ -515,7 +515,8 @@ def _labelled_drift_probe(root: Path, points: dict[str, list[tuple[float, float]
             drift_entries.append({"checkpoint": str(ckpt), "path": str(ckpt), "mean": d, "per_layer": [d, d],
                                   "thirds": {"early": d, "middle": d, "late": None}})
     probe, drift = root / "probe.json", root / "drift.json"
-    probe.write_text(json.dumps({"command": "probe", "settings": {}, "base": {"path": "b"}, "finetunes": probe_entries}))
+    probe.write_text(json.dumps({"command": "probe", "settings": {}, "base": {"path": "b"},
+                                 "finetunes": probe_entries}))
     drift.write_text(json.dumps({"command": "drift", "settings": {}, "base": {"path": "b"}, "layers": [1, 2],
                                  "finetunes": drift_entries}))
     return labels, probe, drift
