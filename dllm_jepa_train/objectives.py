@@ -157,12 +157,28 @@ def jepa_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - F.cosine_similarity(prediction.float(), target.float(), dim=-1, eps=1e-8)
 
 
-def collapse_stats(z: torch.Tensor, max_pairs: int = 5000, seed: int = 0, center: bool = False) -> dict[str, float]:
-    """Collapse diagnostics of (N, D) embeddings.
+def random_pairs(n: int, num_pairs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(num_pairs,) long row indices (first, second) of `num_pairs` ordered pairs of distinct rows of n >= 2.
+
+    Each pair is uniform over the n (n - 1) ordered pairs of distinct rows, drawn with replacement from a
+    generator seeded with `seed`, so `num_pairs` may exceed the number of distinct pairs.
+    """
+    if n < 2 or num_pairs < 1:
+        raise ValueError(f"random_pairs needs n >= 2 rows and num_pairs >= 1, got n={n}, num_pairs={num_pairs}")
+    gen = torch.Generator().manual_seed(seed)
+    first = torch.randint(n, (num_pairs,), generator=gen)
+    offset = torch.randint(1, n, (num_pairs,), generator=gen)  # second != first, uniform over the others
+    return first, (first + offset) % n
+
+
+def collapse_stats(z: torch.Tensor, num_pairs: int = 5000, seed: int = 0, center: bool = False) -> dict[str, float]:
+    """Collapse diagnostics of (N, D) embeddings (A.7).
 
     per_dim_std_mean: mean over dims of the std over rows (0 = every row identical).
     effective_rank: (sum of singular values)^2 / sum of squared singular values of z (1 = rank one).
-    cosine_diversity: 1 - mean |cos| over up to `max_pairs` random pairs of distinct rows (seeded).
+    cosine_diversity: 1 - mean |cos| over exactly `num_pairs` random ordered pairs of distinct rows, drawn
+    uniformly with replacement (seeded), as A.7's "5,000 random pairs" reads; with 100 rows there are only
+    4,950 distinct pairs, so some pairs repeat (an all-pairs mean would be 4,950 pairs, not 5,000).
     The paper's statistics are uncentred: a shared mean direction alone makes rows parallel, so with few
     rows they cannot tell collapse from a common offset. `center` subtracts the mean row first (the
     per-dimension std is the same either way).
@@ -178,11 +194,7 @@ def collapse_stats(z: torch.Tensor, max_pairs: int = 5000, seed: int = 0, center
     if n < 2:
         diversity = 0.0
     else:
-        gen = torch.Generator().manual_seed(seed)
-        num_pairs = min(max_pairs, n * (n - 1) // 2)
-        first = torch.randint(n, (num_pairs,), generator=gen)
-        offset = torch.randint(1, n, (num_pairs,), generator=gen)  # second != first
-        second = (first + offset) % n
+        first, second = random_pairs(n, num_pairs, seed)
         cos = F.cosine_similarity(z[first], z[second], dim=-1, eps=1e-8)
         diversity = (1.0 - cos.abs().mean()).item()
     return {"per_dim_std_mean": std, "effective_rank": effective_rank, "cosine_diversity": diversity}

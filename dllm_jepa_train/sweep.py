@@ -21,8 +21,9 @@ axes (a baseline does not depend on lambda, k or t_H; it does on t_L), not once 
 
 <out>/launch.sh: one `deepspeed [--hostfile F] [--num_gpus N] main.py --config <run>.yaml` line per run.
 <out>/eval.sh: one `accelerate launch -m lm_eval --model llada_diffusion ...` line per run with the
-table's protocol (`--eval-tasks`, `--num-fewshot`; Table 7 is 0-shot: gsm8k_dllm_0shot), results in
-<out>/eval/<run>. Then `python -m dllm_jepa_train.analysis compare --results <out>/eval --out <out>/report`
+table's protocol (`--eval-tasks`, `--num-fewshot`; Table 7 is 0-shot: gsm8k_dllm_0shot; Table 9 and
+Figure 3 are seed 42 only, 4-shot and 0-shot: `--seeds 42 --eval-tasks gsm8k_dllm,gsm8k_dllm_0shot`),
+results in <out>/eval/<run>. Then `python -m dllm_jepa_train.analysis compare --results <out>/eval --out <out>/report`
 prints the grid. With `--set data.dev_rows=N` (GSM8K: a seeded slice of train held out of training)
 <out>/eval_dev.sh scores each run on that slice, and `compare ... --select-on <out>/eval_dev` picks the
 best cell on it instead of on the evaluation split. <out>/sweep.json lists the runs.
@@ -206,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hostfile", default=None, help="passed to deepspeed as --hostfile")
     parser.add_argument("--launcher-args", default="", help="more deepspeed launcher arguments, e.g. '--master_port 29501'")
     parser.add_argument("--eval-tasks", default=None,
-                        help="lm-eval tasks (default: the task of data.source, e.g. gsm8k_dllm); Table 7: gsm8k_dllm_0shot")
+                        help="lm-eval tasks (default: the task of data.source, e.g. gsm8k_dllm); Table 7: "
+                             "gsm8k_dllm_0shot; Table 9 and Figure 3: gsm8k_dllm,gsm8k_dllm_0shot")
     parser.add_argument("--num-fewshot", type=int, default=None, help="lm-eval --num_fewshot (default: the task's own)")
     parser.add_argument("--model-args", default="", help="more llada_diffusion model_args, e.g. 'steps=128,batch_size=8'")
     parser.add_argument("--eval-args", default="--batch_size 8",

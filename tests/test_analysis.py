@@ -186,7 +186,8 @@ def test_drift_zero_for_identical_and_positive_after_one_step(tiny_checkpoints, 
     settings = DriftSettings(num_samples=5, max_length=24, batch_size=2, text_file=str(text_file), device="cpu")
     result = run_drift(base, [base, str(stepped)], settings)
     same, moved = result["finetunes"]
-    assert result["num_hidden_states"] == 3 and len(same["per_layer"]) == 3  # embeddings + 2 blocks
+    assert result["num_hidden_states"] == 3  # embeddings + 2 blocks
+    assert result["layers"] == [1, 2] and len(same["per_layer"]) == 2  # the blocks only (§5)
     assert max(abs(v) for v in same["per_layer"]) < 1e-6
     assert moved["mean"] > 1e-4 and min(moved["per_layer"]) > 0
     assert set(moved["thirds"]) == {"early", "middle", "late"}
@@ -196,10 +197,33 @@ def test_drift_zero_for_identical_and_positive_after_one_step(tiny_checkpoints, 
 
 
 def test_drift_summary_thirds():
-    summary = summarize([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    summary = summarize([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0], [1, 2, 3, 4, 5, 6, 7])
     assert summary["mean"] == pytest.approx(3.0)
-    assert summary["third_layers"] == {"early": [0, 1, 2], "middle": [3, 4], "late": [5, 6]}
+    assert summary["third_layers"] == {"early": [1, 2, 3], "middle": [4, 5], "late": [6, 7]}
     assert summary["thirds"] == {"early": 1.0, "middle": 3.5, "late": 5.5}
+    llada_8b = summarize([0.0] * 32, list(range(1, 33)))["third_layers"]  # 32 layers: 11 / 11 / 10
+    assert llada_8b == {"early": list(range(1, 12)), "middle": list(range(12, 23)), "late": list(range(23, 33))}
+
+
+@pytest.mark.parametrize("family", ["llada", "dream"])
+def test_drift_has_one_value_per_transformer_layer(tiny_checkpoints, text_file, family):
+    """LLaDA- and Dream-like models return N + 1 hidden states; drift counts the N layers, the embeddings on request."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_checkpoints[family], trust_remote_code=True)
+    num_layers = config.n_layers if family == "llada" else config.num_hidden_layers
+    other = tiny_checkpoints["llada_nopad"] if family == "llada" else tiny_checkpoints[family]
+    settings = DriftSettings(num_samples=3, max_length=16, batch_size=1, text_file=str(text_file), device="cpu")
+    layers_only = run_drift(str(tiny_checkpoints[family]), [str(other)], settings)
+    with_embeddings = run_drift(str(tiny_checkpoints[family]), [str(other)],
+                                DriftSettings(**{**settings.__dict__, "include_embeddings": True}))
+    entry, entry_all = layers_only["finetunes"][0], with_embeddings["finetunes"][0]
+    assert len(entry["per_layer"]) == num_layers and layers_only["layers"] == list(range(1, num_layers + 1))
+    assert len(entry_all["per_layer"]) == num_layers + 1 and with_embeddings["layers"][0] == 0
+    assert entry_all["per_layer"][1:] == pytest.approx(entry["per_layer"], abs=1e-12)
+    assert entry["mean"] == pytest.approx(sum(entry["per_layer"]) / num_layers)
+    if family == "llada":  # two different random models: every layer has moved
+        assert min(entry["per_layer"]) > 1e-3 and entry_all["third_layers"]["early"][0] == 0
 
 
 # -------------------------------------------------------------------------------------------- collapse
@@ -212,6 +236,23 @@ def test_collapse_stats_of_known_matrices():
     same = collapse_stats(torch.tensor([[0.3, -1.0, 2.0]]).repeat(10, 1))
     assert same["cosine_diversity"] == pytest.approx(0.0, abs=1e-6)
     assert same["per_dim_std_mean"] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_cosine_diversity_uses_exactly_num_pairs_pairs_of_distinct_rows():
+    """A.7's "5,000 random pairs": 100 rows have 4,950 distinct pairs, yet 5,000 are drawn (with replacement)."""
+    from dllm_jepa_train.analysis.collapse import CollapseSettings, run_collapse
+    from dllm_jepa_train.objectives import random_pairs
+
+    first, second = random_pairs(100, 5000, seed=7)
+    assert first.shape == second.shape == (5000,)
+    assert bool((first != second).all()) and int(first.min()) >= 0 and int(second.max()) <= 99
+    assert len({(int(a), int(b)) for a, b in zip(first, second)}) < 5000  # more draws than distinct pairs
+    z = torch.randn(100, 6, generator=torch.Generator().manual_seed(0))
+    unit = z / z.norm(dim=1, keepdim=True)
+    by_hand = 1.0 - sum(abs(float(unit[a] @ unit[b])) for a, b in zip(first.tolist(), second.tolist())) / 5000
+    assert collapse_stats(z, seed=7)["cosine_diversity"] == pytest.approx(by_hand, abs=1e-6)
+    with pytest.raises(AnalysisError, match="--num-pairs must be >= 1"):
+        run_collapse("unused", CollapseSettings(num_pairs=0))
 
 
 def test_collapse_defaults_to_a7_online_weights_for_both_views(runs, tiny_checkpoints, text_file, tmp_path):
@@ -459,6 +500,50 @@ def test_compare_statistics_and_correlations_by_hand(tmp_path):
     assert rows[("(probe)", "loss delta to base")]["method_mean"] == pytest.approx(0.02)
     assert report["flags"]["missing_seeds"] == [] and report["flags"]["mismatched_settings"] == []
     assert (tmp_path / "out" / "drift_vs_forgetting.png").stat().st_size > 1024
+
+
+def _labelled_drift_probe(root: Path, points: dict[str, list[tuple[float, float]]]) -> tuple[list[str], Path, Path]:
+    """--run labels and probe / drift files for {method: [(mean drift, probe delta) per seed]}."""
+    labels, probe_entries, drift_entries = [], [], []
+    for method, pairs in points.items():
+        for seed, (d, delta) in enumerate(pairs):
+            ckpt = root / f"{method}_{seed}" / "final"
+            ckpt.mkdir(parents=True)
+            (ckpt / "config.json").write_text("{}")
+            labels.append(f"{method}:{seed}:{ckpt}")
+            probe_entries.append({"checkpoint": str(ckpt), "path": str(ckpt), "loss": 2.0 + delta, "delta": delta})
+            drift_entries.append({"checkpoint": str(ckpt), "path": str(ckpt), "mean": d, "per_layer": [d, d],
+                                  "thirds": {"early": d, "middle": d, "late": None}})
+    probe, drift = root / "probe.json", root / "drift.json"
+    probe.write_text(json.dumps({"command": "probe", "settings": {}, "base": {"path": "b"},
+                                 "finetunes": probe_entries}))
+    drift.write_text(json.dumps({"command": "drift", "settings": {}, "base": {"path": "b"}, "layers": [1, 2],
+                                 "finetunes": drift_entries}))
+    return labels, probe, drift
+
+
+def test_density_landscape_per_method_and_why_a_method_has_none(tmp_path, caplog):
+    """Figure 5: a KDE surface for a method with >= 3 runs off one line; none, with the reason logged, for
+    fewer than 3 runs, identical points, or points on a line."""
+    from matplotlib.image import imread
+
+    points = {"baseline": [(0.30, 0.20), (0.42, 0.26), (0.36, 0.31), (0.50, 0.24)],
+              "jepa": [(0.12, 0.05), (0.2, 0.09)],  # 2 runs
+              "anchor": [(0.25, 0.1)] * 3,  # identical points
+              "jepa+anchor": [(0.1, 0.01), (0.2, 0.02), (0.3, 0.03)]}  # on a line
+    labels, probe, drift = _labelled_drift_probe(tmp_path, points)
+    with caplog.at_level("WARNING", logger="dllm_jepa_train.analysis.compare"):
+        report = run_compare([], labels, [str(probe)], [str(drift)], str(tmp_path / "out"))
+    density = report["density_landscape"]
+    assert density["methods"] == ["baseline"]
+    assert set(density["skipped"]) == {"jepa", "anchor", "jepa+anchor"}
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "no surface for jepa: 2 run(s); a 2-D Gaussian KDE needs at least 3" in logged
+    assert "no surface for anchor: singular covariance: all 3 runs have the same drift and forgetting" in logged
+    assert "no surface for jepa+anchor: singular covariance: the 3 runs lie on a line" in logged
+    assert "density landscape: no surface for jepa: 2 run(s)" in report["markdown"]
+    figure = tmp_path / "out" / "drift_forgetting_density.png"
+    assert report["plots"]["drift_forgetting_density"] == str(figure) and imread(figure).ndim == 3
 
 
 def test_missing_and_non_lm_eval_result_files_are_named(tmp_path):

@@ -1,7 +1,7 @@
 """Command line of the analysis tools: probe, drift, collapse, compare.
 
     python -m dllm_jepa_train.analysis probe --base BASE --finetunes FT [FT ...] [--text-file F] --out probe.json
-    python -m dllm_jepa_train.analysis drift --base BASE --finetunes A B [--text-file F] --out drift.json
+    python -m dllm_jepa_train.analysis drift --base BASE --finetunes A B [--include-embeddings] --out drift.json
     python -m dllm_jepa_train.analysis collapse --checkpoint runs/x/final --out collapse.json
     python -m dllm_jepa_train.analysis compare --results eval_out/ --probe probe.json --drift drift.json --out report/
 
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fine-tuned checkpoints; with exactly two (A B) the ratio A / B is reported")
     _text_options(drift)
     drift.add_argument("--num-samples", type=int, default=100, help="the first N documents of the source")
+    drift.add_argument("--include-embeddings", action="store_true",
+                       help="also hidden state 0, the embedding output (default: the N transformer layers, as in §5)")
     _model_options(drift)
     drift.add_argument("--out", default="drift.json", help="JSON output path")
 
@@ -78,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     collapse.add_argument("--split", default=None, help="--data run: split (default: first non-train)")
     collapse.add_argument("--data-dir", default=None, help="--data run: task data root (default: as in the run config)")
     collapse.add_argument("--num-samples", type=int, default=100, help="documents (A.7: 100)")
-    collapse.add_argument("--num-pairs", type=int, default=5000, help="random pairs for the cosine diversity")
+    collapse.add_argument("--num-pairs", type=int, default=5000,
+                          help="pairs of distinct rows for the cosine diversity, drawn with replacement (A.7: 5,000)")
     collapse.add_argument("--seed", type=int, default=None, help="row choice and views (default: the run's run.seed)")
     collapse.add_argument("--max-length", type=int, default=None, help="default: the run's data.max_length")
     collapse.add_argument("--target", default="online", choices=("online", "ema"),
@@ -121,7 +124,7 @@ def run_command(args: argparse.Namespace) -> str:
 
         settings = DriftSettings(num_samples=args.num_samples, max_length=args.max_length,
                                  batch_size=args.batch_size, text_file=args.text_file, dtype=args.dtype,
-                                 device=args.device)
+                                 device=args.device, include_embeddings=args.include_embeddings)
         result = run_drift(args.base, args.finetunes, settings)
         return format_drift(result) + f"\nwrote {write_json(args.out, result)}"
     if args.command == "collapse":

@@ -12,7 +12,8 @@ Uses the trainer's own pieces, so the numbers mean what the training log's entri
 logits as in training), views drawn by its `DiffusionCollator` at t_L / t_H, pooling by
 `objectives.pool_embeddings` of the last hidden state over visible tokens, and
 `objectives.collapse_stats` (per-dimension std, effective rank (sum s)^2 / sum s^2, cosine diversity
-1 - mean |cos| over random pairs). t_L / t_H are the run config's (`diffusion.t_context`,
+1 - mean |cos| over exactly --num-pairs (A.7: 5,000) random pairs of distinct rows drawn with replacement;
+100 rows have only 4,950 distinct pairs, so some repeat). t_L / t_H are the run config's (`diffusion.t_context`,
 `jepa.t_target`) unless given; a checkpoint without a run config (a base model) uses A.7's 0.2 / 0.7
 unless given. Rows are chosen by a generator seeded with --seed (all of them when there are at most
 --num-samples), and their views by the trainer's per-row generators with the same seed.
@@ -65,7 +66,7 @@ class CollapseSettings:
     split: str | None = None  # --data run: split of the run's data source; None: its first non-train split
     data_dir: str | None = None  # --data run: task data root; None: as the run had it
     num_samples: int = 100  # documents (A.7: 100)
-    num_pairs: int = 5000  # random pairs for the cosine diversity
+    num_pairs: int = 5000  # pairs of distinct rows for the cosine diversity, drawn with replacement (A.7: 5,000)
     seed: int | None = None  # row choice and views; None: run.seed of the run config (0 without one)
     max_length: int | None = None  # None: data.max_length of the run config (else 512)
     batch_size: int = 8  # rows per forward
@@ -169,6 +170,8 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
         raise AnalysisError("--text-file replaces Wikitext-103 (--data wikitext); it cannot be used with --data run")
     if settings.num_samples < 2:
         raise AnalysisError(f"--num-samples must be >= 2 (statistics over pairs), got {settings.num_samples}")
+    if settings.num_pairs < 1:
+        raise AnalysisError(f"--num-pairs must be >= 1, got {settings.num_pairs}")
     cfg_path = Path(settings.config) if settings.config else find_run_config(checkpoint)
     if settings.config and not cfg_path.is_file():
         raise AnalysisError(f"run config {cfg_path} does not exist")
@@ -220,8 +223,8 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
         "settings": {**asdict(settings), "t_context": list(t_context), "t_target": list(t_target), "seed": seed,
                      "max_length": max_length, "use_attention_mask": use_attention_mask, "target": target,
                      "data_source": source, "num_rows": len(chosen)},
-        "z_context": collapse_stats(z_context, max_pairs=settings.num_pairs, seed=seed),
-        "z_target": collapse_stats(z_target, max_pairs=settings.num_pairs, seed=seed),
+        "z_context": collapse_stats(z_context, num_pairs=settings.num_pairs, seed=seed),
+        "z_target": collapse_stats(z_target, num_pairs=settings.num_pairs, seed=seed),
         "dim": int(z_context.shape[1]),
     }
 

@@ -23,6 +23,10 @@ Drift vs forgetting (paper A.1): per method, Pearson r between mean drift and pr
 over every run given (choose the cells by the probe / drift files you pass), with a 95% confidence
 interval from Fisher's z (tanh(atanh r +- 1.96 / sqrt(n - 3))), and Fisher's r-to-z test between
 methods (two-sided p from the normal CDF); below n = 4 both say "n too small".
+Figure 5's joint drift-forgetting density landscape: per method, a Gaussian KDE of those same
+(mean drift, probe delta) points (`scipy.stats.gaussian_kde`, Scott's bandwidth), drawn beside the
+scatter; a method with fewer than 3 runs or a singular covariance (its points coincide or lie on a
+line) gets no surface, and the log and the report say why.
 
 Smallest run (lm-eval output folders; probe/drift JSONs optional):
 
@@ -58,6 +62,10 @@ METHOD_ORDER = ("baseline", "jepa", "anchor", "jepa+anchor")
 MODEL_SETTINGS = ("steps", "gen_length", "block_length")
 SELECTED_ON_EVAL = "selected on the evaluation split (optimistic)"
 MIN_CORRELATION_N = 4  # Fisher's z needs n - 3 >= 1
+MIN_DENSITY_RUNS = 3  # a 2-D Gaussian KDE needs a full-rank covariance: 3 points off one line at least
+# 1 - r^2 (the determinant of the points' correlation matrix) below this: they lie on a line up to rounding,
+# and a KDE would be a ridge of zero width.
+SINGULAR_DETERMINANT = 1e-9
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 PROBE_TASK = "(probe)"
 DRIFT_TASK = "(drift)"
@@ -76,7 +84,7 @@ class RunData:
     sources: dict[str, str] = field(default_factory=dict)  # task -> results file
     dates: dict[str, float] = field(default_factory=dict)  # task -> lm-eval's `date` of that file
     probe: dict | None = None  # {"loss", "delta", "base", "file"}
-    drift: dict | None = None  # {"mean", "thirds", "per_layer", "base", "file"}
+    drift: dict | None = None  # {"mean", "thirds", "per_layer", "layers", "base", "file"}
     cell_label: str = ""  # the cell's settings that differ between the cells of this report
     method_label: str = ""  # method, ablation, and the variant settings swept in this report
 
@@ -292,8 +300,13 @@ class RunTable:
             if command == "probe":
                 record = {"loss": entry["loss"], "delta": entry["delta"], "base": base["path"], "file": str(file)}
             else:
+                # Drift files written before `layers` existed always started at hidden state 0 (embeddings).
+                layers = data.get("layers") or list(range(len(entry["per_layer"])))
+                if len(layers) != len(entry["per_layer"]):
+                    raise AnalysisError(f"drift file {file}: {len(entry['per_layer'])} per_layer values for "
+                                        f"{len(layers)} layers")
                 record = {"mean": entry["mean"], "thirds": entry["thirds"], "per_layer": entry["per_layer"],
-                          "base": base["path"], "file": str(file)}
+                          "layers": layers, "base": base["path"], "file": str(file)}
             previous = getattr(run, command)
             if previous is not None:
                 self.duplicates.append(f"{run.label}: {command} results in {previous['file']} and {file}; using {file}")
@@ -562,6 +575,11 @@ def render_markdown(report: dict, percent: bool) -> str:
             result = (f"z = {test['z']:+.2f}, p = {test['p']:.3f} (two-sided)" if test["z"] is not None
                       else test.get("note", "n too small"))
             lines.append(f"- r({test['a']}) vs r({test['b']}), Fisher r-to-z: {result}")
+        density = report["density_landscape"]
+        if density["methods"]:
+            lines.append(f"- density landscape (Figure 5, Gaussian KDE): {', '.join(density['methods'])}")
+        for method, why in density["skipped"].items():
+            lines.append(f"- density landscape: no surface for {method}: {why}")
     lines += ["", "## Flags", ""]
     flags = report["flags"]
     any_flag = False
@@ -698,6 +716,38 @@ def correlation_report(points: list[tuple[str, int, float, float]], methods: lis
     return correlations, tests
 
 
+def density_estimates(points: list[tuple[str, int, float, float]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Figure 5: a Gaussian KDE (scipy, Scott's bandwidth) of each method's (mean drift, probe delta) runs.
+
+    Returns ({method: scipy.stats.gaussian_kde}, {method: why it has none}): fewer than 3 runs, or a
+    singular covariance (every run has the same drift or forgetting, or the points lie on a line).
+    """
+    import numpy as np
+    from scipy.stats import gaussian_kde
+
+    kdes: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for method in dict.fromkeys(m for m, _, _, _ in points):
+        data = np.array([[x, y] for m, _, x, y in points if m == method], dtype=np.float64).T  # (2, n)
+        n = data.shape[1]
+        if n < MIN_DENSITY_RUNS:
+            skipped[method] = f"{n} run(s); a 2-D Gaussian KDE needs at least {MIN_DENSITY_RUNS}"
+            continue
+        constant = [name for name, row in zip(("drift", "forgetting"), data) if np.ptp(row) == 0]
+        if constant:
+            skipped[method] = f"singular covariance: all {n} runs have the same {' and '.join(constant)}"
+            continue
+        r = float(np.corrcoef(data)[0, 1])
+        if 1.0 - r * r < SINGULAR_DETERMINANT:
+            skipped[method] = f"singular covariance: the {n} runs lie on a line (Pearson r = {r:+.6f})"
+            continue
+        try:
+            kdes[method] = gaussian_kde(data)
+        except np.linalg.LinAlgError as err:
+            skipped[method] = f"singular covariance ({err})"
+    return kdes, skipped
+
+
 def _read_tables(results: list[str], probe_files: list[str], drift_files: list[str], labels: Labels,
                  labelled_files: list[Path]) -> tuple[RunTable, dict[str, list]]:
     """Every results file (labelled ones first) and probe/drift output read into one RunTable."""
@@ -797,9 +847,12 @@ def run_compare(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots: dict[str, str] = {}
-    curves = [(r.method, r.seed, r.drift["per_layer"]) for r in ordered if r.drift is not None]
+    curves = [(r.method, r.seed, r.drift["layers"], r.drift["per_layer"]) for r in ordered if r.drift is not None]
+    density: dict[str, Any] = {"methods": [], "skipped": {}}
     if curves or points or grids:
-        from dllm_jepa_train.analysis.plots import plot_drift_curves, plot_drift_vs_forgetting, plot_grid
+        from dllm_jepa_train.analysis.plots import (
+            plot_density_landscape, plot_drift_curves, plot_drift_vs_forgetting, plot_grid,
+        )
 
         if curves:
             plots["drift_curves"] = str(plot_drift_curves(curves, out / "drift_curves.png"))
@@ -807,6 +860,15 @@ def run_compare(
             r_by_method = {m: c["pearson_r"] for m, c in correlations.items()}
             scatter = plot_drift_vs_forgetting(points, r_by_method, out / "drift_vs_forgetting.png")
             plots["drift_vs_forgetting"] = str(scatter)
+            kdes, skipped = density_estimates(points)
+            density = {"methods": list(kdes), "skipped": skipped}
+            for method, why in skipped.items():
+                log.warning("density landscape (Figure 5): no surface for %s: %s", method, why)
+            if kdes:
+                landscape = plot_density_landscape(points, kdes, out / "drift_forgetting_density.png")
+                plots["drift_forgetting_density"] = str(landscape)
+            else:
+                log.warning("density landscape (Figure 5) not drawn: no method has a surface")
         for i, grid in enumerate(grids, 1):
             grid["plot"] = plots[f"grid_{i}"] = str(plot_grid(grid, out / f"grid_{i}.png"))
     if not curves:
@@ -827,6 +889,7 @@ def run_compare(
         "grids": grids,
         "correlations": correlations,
         "correlation_tests": correlation_tests,
+        "density_landscape": density,
         "flags": {
             "missing_seeds": [f"{c['method']} vs {baseline}"
                               f"{' (' + c['cell_label'] + ')' if c['cell_label'] else ''}: {t}"

@@ -1,10 +1,16 @@
 """Per-layer geometric drift of fine-tunes from their base: 1 - cos of mean-pooled clean hidden states.
 
-For every hidden state the model returns (index 0 = embedding output, then one per block), each of N
-clean documents is mean-pooled over its tokens (no padding), and the drift of a layer is
-1 - cos(pooled base, pooled fine-tune) averaged over the N documents. The summary is the mean over all
-layers and over the early, middle and late third of them (`numpy.array_split` of the layer indices:
-33 hidden states of a 32-block model split 11/11/11). With exactly two fine-tunes A and B, the ratio
+§5's drift is "for each transformer layer ... 1 - cos": one value per layer, layers 1..N. The hidden
+states LLaDA's and Dream's code return (`output_hidden_states`) are N + 1: index 0 is the embedding
+output (the input to block 1), index i in 1..N-1 the output of block i, and index N the output of
+block N after the final norm (Hugging Face's convention, which LLaDA's code follows). Drift uses
+indices 1..N, one per transformer layer; `--include-embeddings` adds index 0 back (N + 1 values).
+For each of those hidden states, each of the clean documents is mean-pooled over its tokens (no
+padding), and the drift of a layer is 1 - cos(pooled base, pooled fine-tune) averaged over the
+documents. The summary is the mean over those layers and over the early, middle and late third of
+them (`numpy.array_split` of the layer list: LLaDA-8B's 32 layers split 11/11/10, layers 1-11, 12-22,
+23-32). `layers` in the output lists the hidden-state index of each `per_layer` value, and
+`third_layers` names the indices in each third. With exactly two fine-tunes A and B, the ratio
 drift(A) / drift(B) is reported overall and per third.
 
 Smallest CPU run:
@@ -47,6 +53,15 @@ class DriftSettings:
     text_file: str | None = None  # one document per line; None: Wikitext-103 validation
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
     device: str | None = None  # None: cuda if available, else cpu
+    include_embeddings: bool = False  # also hidden state 0 (the embedding output); §5 counts layers only
+
+
+def layer_indices(num_hidden_states: int, include_embeddings: bool) -> list[int]:
+    """Hidden-state indices drift is measured on: 1..N of the N + 1 returned (0..N with the embeddings)."""
+    if num_hidden_states < 2:
+        raise AnalysisError(f"expected the embedding output plus one hidden state per layer, got "
+                            f"{num_hidden_states} hidden state(s)")
+    return list(range(0 if include_embeddings else 1, num_hidden_states))
 
 
 def mean_pool(hidden: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
@@ -80,14 +95,17 @@ def layer_drift(base: torch.Tensor, finetune: torch.Tensor) -> list[float]:
     return (1.0 - cos).sum(dim=0).div(cos.shape[0]).tolist()
 
 
-def summarize(curve: list[float]) -> dict:
-    """Mean over layers and per-third means of a per-layer drift curve."""
+def summarize(curve: list[float], layers: list[int]) -> dict:
+    """Mean over layers and per-third means of a per-layer drift curve; `layers`: the hidden-state index
+    of each value, reported per third."""
+    if len(curve) != len(layers):
+        raise ValueError(f"{len(curve)} drift values for {len(layers)} layers")
     thirds = np.array_split(np.arange(len(curve)), 3)
     values = np.asarray(curve)
     return {
         "mean": float(values.mean()),
         "thirds": {name: float(values[idx].mean()) if len(idx) else None for name, idx in zip(THIRDS, thirds)},
-        "third_layers": {name: [int(i) for i in idx] for name, idx in zip(THIRDS, thirds)},
+        "third_layers": {name: [layers[i] for i in idx] for name, idx in zip(THIRDS, thirds)},
     }
 
 
@@ -113,6 +131,7 @@ def run_drift(base: str, finetunes: list[str], settings: DriftSettings) -> dict:
     rows = [r for r in tokenize_documents(backbone.tokenizer, docs, settings.max_length, source) if r]
     base_pooled = pooled_hidden_states(backbone, rows, settings.batch_size, desc=f"drift {base}")
     release(backbone)
+    layers = layer_indices(base_pooled.shape[1], settings.include_embeddings)
     entries = []
     for path in finetunes:
         backbone = load_model(path, settings.dtype, settings.device)
@@ -123,14 +142,15 @@ def run_drift(base: str, finetunes: list[str], settings: DriftSettings) -> dict:
                 f"checkpoints {base} and {path} differ in shape: {base_pooled.shape[1]} vs {pooled.shape[1]} "
                 f"hidden states of width {base_pooled.shape[2]} vs {pooled.shape[2]}"
             )
-        curve = layer_drift(base_pooled, pooled)
+        curve = layer_drift(base_pooled[:, layers], pooled[:, layers])
         entries.append({"checkpoint": str(path), "path": checkpoint_label(path), "per_layer": curve,
-                        **summarize(curve)})
+                        **summarize(curve, layers)})
     result = {
         "command": "drift",
         "settings": {**asdict(settings), "text_source": source, "num_docs": len(rows)},
         "base": {"checkpoint": str(base), "path": checkpoint_label(base)},
         "num_hidden_states": int(base_pooled.shape[1]),
+        "layers": layers,  # hidden-state index of each per_layer value
         "finetunes": entries,
         "ratio": None,
     }
@@ -147,7 +167,11 @@ def run_drift(base: str, finetunes: list[str], settings: DriftSettings) -> dict:
 
 def format_drift(result: dict) -> str:
     """A short human-readable table of a drift result."""
-    lines = [f"{'checkpoint':<60} {'mean':>9} {'early':>9} {'middle':>9} {'late':>9}"]
+    layers = result["layers"]
+    spans = ", ".join(f"{n} {idx[0]}-{idx[-1]}" if idx else f"{n} none"
+                      for n, idx in result["finetunes"][0]["third_layers"].items()) if result["finetunes"] else ""
+    lines = [f"hidden states {layers[0]}..{layers[-1]} (0 = embedding output; {len(layers)} values; thirds: {spans})",
+             f"{'checkpoint':<60} {'mean':>9} {'early':>9} {'middle':>9} {'late':>9}"]
     for entry in result["finetunes"]:
         thirds = [entry["thirds"][n] for n in THIRDS]
         cells = " ".join(f"{v:>9.5f}" if v is not None else f"{'n/a':>9}" for v in thirds)

@@ -1,4 +1,5 @@
-"""PNG plots for `compare`: per-layer drift curves, drift vs forgetting (one colour per method), grid heat maps.
+"""PNG plots for `compare`: per-layer drift curves, drift vs forgetting (one colour per method), its density
+landscape (Figure 5), grid heat maps.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so nothing global is switched and
 no display is needed.
@@ -7,7 +8,9 @@ no display is needed.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -33,18 +36,18 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_drift_curves(curves: list[tuple[str, int, list[float]]], path: str | Path) -> Path:
-    """One line per (method, seed, per-layer drift) run; x = hidden-state index (0 = embeddings)."""
+def plot_drift_curves(curves: list[tuple[str, int, list[int], list[float]]], path: str | Path) -> Path:
+    """One line per (method, seed, hidden-state indices, per-layer drift) run; x = layer (0 = embeddings)."""
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    methods = sorted({m for m, _, _ in curves})
-    seeds = sorted({s for _, s, _ in curves})
-    for method, seed, curve in curves:
-        ax.plot(range(len(curve)), curve, color=method_colour(method, methods),
+    methods = sorted({m for m, _, _, _ in curves})
+    seeds = sorted({s for _, s, _, _ in curves})
+    for method, seed, layers, curve in curves:
+        ax.plot(layers, curve, color=method_colour(method, methods),
                 linestyle=_SEED_STYLES[seeds.index(seed) % len(_SEED_STYLES)], marker=".",
                 label=f"{method} (seed {seed})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("layer (hidden-state index, 0 = embedding output)")
+    ax.set_xlabel("layer (hidden-state index: 0 = embedding output, last = after the final norm)")
     ax.set_ylabel("drift 1 - cos(base, fine-tune)")
     ax.set_title("Per-layer drift from the base model")
     ax.grid(alpha=0.3)
@@ -74,6 +77,62 @@ def plot_drift_vs_forgetting(
     ax.set_title("Drift vs forgetting per run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    return _save(fig, Path(path))
+
+
+# Density contours at these fractions of each method's peak; the filled bands stack, so the mode is darkest.
+_DENSITY_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)
+_GRID_POINTS = 150
+
+
+def _landscape_extent(points: list[tuple[str, int, float, float]], kdes: dict[str, Any]) -> tuple[float, ...]:
+    """(x0, x1, y0, y1) holding every point and each surface to 2.5 bandwidth standard deviations."""
+    xs = np.array([x for _, _, x, _ in points])
+    ys = np.array([y for _, _, _, y in points])
+    lo, hi = np.array([xs.min(), ys.min()]), np.array([xs.max(), ys.max()])
+    for kde in kdes.values():
+        sd = np.sqrt(np.diag(kde.covariance))
+        lo = np.minimum(lo, kde.dataset.min(axis=1) - 2.5 * sd)
+        hi = np.maximum(hi, kde.dataset.max(axis=1) + 2.5 * sd)
+    span = np.where(hi > lo, hi - lo, np.maximum(np.abs(hi), 1e-6))
+    return lo[0] - 0.05 * span[0], hi[0] + 0.05 * span[0], lo[1] - 0.05 * span[1], hi[1] + 0.05 * span[1]
+
+
+def plot_density_landscape(
+    points: list[tuple[str, int, float, float]], kdes: dict[str, Any], path: str | Path
+) -> Path:
+    """Figure 5: each method's Gaussian KDE over (mean drift, probe delta) as nested contours in its colour,
+    runs on top; a method without a KDE (`kdes` lacks it) shows its runs only, marked in the legend."""
+    from matplotlib.lines import Line2D
+
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    methods = sorted({m for m, _, _, _ in points})
+    x0, x1, y0, y1 = _landscape_extent(points, kdes)
+    grid_x, grid_y = np.meshgrid(np.linspace(x0, x1, _GRID_POINTS), np.linspace(y0, y1, _GRID_POINTS))
+    handles = []
+    for method in methods:
+        colour = method_colour(method, methods)
+        xs = [x for m, _, x, _ in points if m == method]
+        ys = [y for m, _, _, y in points if m == method]
+        if method in kdes:
+            density = kdes[method](np.vstack([grid_x.ravel(), grid_y.ravel()])).reshape(grid_x.shape)
+            levels = [f * float(density.max()) for f in _DENSITY_LEVELS]
+            for level in levels:
+                ax.contourf(grid_x, grid_y, density, levels=[level, np.inf], colors=[colour], alpha=0.12)
+            ax.contour(grid_x, grid_y, density, levels=levels, colors=[colour], linewidths=0.8)
+        ax.scatter(xs, ys, color=colour, edgecolors="black", linewidths=0.5, s=22, zorder=3)
+        note = "KDE" if method in kdes else "no surface: see compare.md"
+        handles.append(Line2D([], [], color=colour, marker="o", linestyle="-" if method in kdes else "none",
+                              label=f"{method} (n = {len(xs)}, {note})"))
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_xlabel("mean layer drift from the base")
+    ax.set_ylabel("held-out loss delta to the base (forgetting)")
+    ax.set_title("Drift-forgetting density landscape (Gaussian KDE per method)")
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize="small")
     return _save(fig, Path(path))
 
 
