@@ -31,7 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dllm_jepa_train.config import load_config
-from dllm_jepa_train.trainer import TorchEngine, Trainer, param_groups
+from dllm_jepa_train.distributed import DistInfo
+from dllm_jepa_train.engines import TorchEngine, param_groups
+from dllm_jepa_train.trainer import Trainer
 from lm_eval_diffusion.backbone import FamilySpec
 
 
@@ -89,7 +91,7 @@ def time_variant(args, device, dtype, lam: float, checkpointing: bool) -> dict:
     BenchTrainer.optimizer_name = args.optimizer
     model = build_model(args, device, dtype)
     rows = synthetic_rows(args, args.micro * args.accum * (args.steps + args.warmup))
-    trainer = BenchTrainer(cfg, model, None, spec, rows, _dist(), "bench", device)
+    trainer = BenchTrainer(cfg, model, None, spec, rows, DistInfo(), "bench", device)
     for step in range(args.warmup):
         trainer.train_step(trainer.step_batches(step)[1], step + 1, 0)
     batches = [trainer.step_batches(args.warmup + s)[1] for s in range(args.steps)]
@@ -114,11 +116,10 @@ def time_variant(args, device, dtype, lam: float, checkpointing: bool) -> dict:
         sync(device)
         result["ema_update_s"] = (time.perf_counter() - start) / args.steps
         batch = trainer._to_device(batches[0][0])
-        keep = ~batch["target_masked"] & ~batch["is_padding"]
         sync(device)
         start = time.perf_counter()
         for _ in range(args.steps):
-            trainer.target.encode(batch["target_ids"], keep)
+            trainer.target.encode(batch["target_ids"], batch["target_keep"])
         sync(device)
         result["target_forward_s"] = (time.perf_counter() - start) / args.steps
     del trainer, model, batches
@@ -126,12 +127,6 @@ def time_variant(args, device, dtype, lam: float, checkpointing: bool) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
-
-
-def _dist():
-    from dllm_jepa_train.trainer import DistInfo
-
-    return DistInfo()
 
 
 def main() -> None:

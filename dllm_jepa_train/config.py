@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from dllm_jepa_train.toy import TOY_DATA, TOY_MODELS, TOY_PREFIX, toy_name
+from dllm_jepa_train import plugins
 from lm_eval_diffusion import FAMILIES
 from lm_eval_diffusion.coerce import CoercionError, coerce
 from lm_eval_diffusion.task_data import SPLITS as TASK_SPLITS
@@ -309,40 +309,56 @@ def _choice(value: Any, allowed: tuple, key: str) -> None:
         raise ConfigError(f"{key}: {value!r} is not allowed; allowed values: {', '.join(map(str, allowed))}")
 
 
+def _plugin_name(value: str, kind: str, key: str) -> None:
+    """ConfigError naming `key` unless a loaded plug-in resolves `value` for `kind` ('model' or 'data')."""
+    try:
+        plugins.check(value, kind)
+    except plugins.PluginError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
 def _at_least(value: float, low: float, key: str) -> None:
     if value < low:
         raise ConfigError(f"{key}: must be >= {low}, got {value!r}")
 
 
 def validate(cfg: TrainConfig) -> None:
-    """The one check of every value; raises ConfigError naming the key and the allowed values."""
+    """The one check of every value; raises ConfigError naming the key and the allowed values.
+
+    A plug-in name (`toy:llada`) is recognised by its form; its plug-in (loaded through
+    `dllm_jepa_train.plugins`) lists the allowed names, and a prefix no plug-in registers is an error.
+    """
     _choice(cfg.model.family, MODEL_FAMILIES, "model.family")
     if not cfg.model.pretrained:
-        raise ConfigError("model.pretrained: required: a local checkpoint dir, a hub id, or "
-                          + " | ".join(TOY_PREFIX + f for f in TOY_MODELS))
-    if toy_name(cfg.model.pretrained) is not None:
-        _choice(cfg.model.pretrained, tuple(TOY_PREFIX + f for f in TOY_MODELS), "model.pretrained")
+        raise ConfigError("model.pretrained: required: a local checkpoint dir, a hub id, or a plug-in name "
+                          "(<prefix>:<name>, e.g. toy:llada)")
+    if plugins.plugin_prefix(cfg.model.pretrained) is not None:
+        _plugin_name(cfg.model.pretrained, "model", "model.pretrained")
     for key in ("hidden_size", "num_layers", "num_heads"):
         _at_least(getattr(cfg.tiny, key), 1, f"tiny.{key}")
     if cfg.tiny.hidden_size % cfg.tiny.num_heads:
         raise ConfigError(f"tiny.hidden_size ({cfg.tiny.hidden_size}) must be a multiple of tiny.num_heads")
     _at_least(cfg.tiny.vocab_size, 300, "tiny.vocab_size")  # byte alphabet (256) plus specials and merges
-    _choice(cfg.data.source, DATA_SOURCES + tuple(TOY_PREFIX + d for d in TOY_DATA), "data.source")
-    is_toy_data = toy_name(cfg.data.source) is not None
+    is_plugin_data = plugins.plugin_prefix(cfg.data.source) is not None
+    if is_plugin_data:
+        _plugin_name(cfg.data.source, "data", "data.source")
+    elif cfg.data.source not in DATA_SOURCES:
+        raise ConfigError(f"data.source: {cfg.data.source!r} is not allowed; allowed values: "
+                          f"{', '.join(DATA_SOURCES)}, or a plug-in name (<prefix>:<name>, e.g. toy:gsm8k)")
     _choice(cfg.data.split, SPLITS, "data.split")
     if cfg.data.source == "jsonl" and not cfg.data.path:
         raise ConfigError("data.path: required when data.source is jsonl")
     if cfg.data.source == "text" and not (cfg.data.path or cfg.data.data_dir):
         raise ConfigError("data.path: required when data.source is text (or data.data_dir with text/, or toy:text)")
-    if is_toy_data and (cfg.data.data_dir or cfg.data.path):
+    if is_plugin_data and (cfg.data.data_dir or cfg.data.path):
         raise ConfigError(f"data.data_dir / data.path: must be empty with data.source {cfg.data.source} "
-                          "(the synthetic data goes to <output_dir>/data)")
+                          f"(its plug-in writes the data to <output_dir>/{plugins.DATA_DIR})")
     if cfg.data.generate_scale <= 0:
         raise ConfigError(f"data.generate_scale: must be > 0, got {cfg.data.generate_scale}")
     _at_least(cfg.data.max_length, 8, "data.max_length")
     _at_least(cfg.data.max_rows, 0, "data.max_rows")
     _at_least(cfg.data.dev_rows, 0, "data.dev_rows")
-    if cfg.data.dev_rows and ((toy_name(cfg.data.source) or cfg.data.source) != "gsm8k" or cfg.data.split != "train"):
+    if cfg.data.dev_rows and (plugins.data_source(cfg.data.source) != "gsm8k" or cfg.data.split != "train"):
         raise ConfigError("data.dev_rows: only for data.source gsm8k, split train (the other tasks have a "
                           "validation split to select on)")
     t_range(cfg.diffusion.t_context, "diffusion.t_context")

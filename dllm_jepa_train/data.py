@@ -142,6 +142,11 @@ class DiffusionCollator:
     Each row dict carries `prompt_ids`, `response_ids`, `index` (dataset row) and `epoch`; its views are
     drawn from `row_generator(seed, epoch, index)`, so they do not depend on the batch, the micro-batch
     split, the rank or a resume.
+
+    Returns (B, L) input_ids (long), maskable, is_padding (bool), answer_length and index (B,) long,
+    attention_mask (B, L) long with `use_attention_mask`, and per view (context; target unless
+    `t_target` is None): <view>_ids, <view>_masked, <view>_t (B,) float, and <view>_keep (B, L) bool, the
+    tokens the view shows its encoder (neither masked nor padding: what the embedding pools over).
     """
 
     mask_id: int
@@ -178,6 +183,8 @@ class DiffusionCollator:
         if self.use_attention_mask:
             batch["attention_mask"] = (~is_padding).long()
         batch.update(draw_views(input_ids, maskable, generators, self.mask_id, self.t_context, self.t_target))
+        for view in ("context", "target") if self.t_target is not None else ("context",):
+            batch[f"{view}_keep"] = ~batch[f"{view}_masked"] & ~is_padding
         return batch
 
 

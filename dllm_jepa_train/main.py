@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{cfg.optim.grad_accum} = {world_size() * cfg.optim.micro_batch_size * cfg.optim.grad_accum} "
               "rows per optimizer step")
         return
-    from dllm_jepa_train.trainer import run
+    from dllm_jepa_train.build import run
 
     run(cfg)
 

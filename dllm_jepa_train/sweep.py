@@ -43,8 +43,8 @@ from typing import Any
 
 import yaml
 
+from dllm_jepa_train import plugins
 from dllm_jepa_train.config import ConfigError, TrainConfig, load_config, save_config
-from dllm_jepa_train.toy import toy_name
 
 MAIN = Path(__file__).resolve().parent / "main.py"
 # Evaluation task of each training source (the paper's default protocol; override with --eval-tasks).
@@ -232,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         axes = [parse_grid(g) for g in args.grid] + [parse_pair(p) for p in args.pair]
         runs = expand(args.config, axes, seeds, out, args.set, not args.no_baseline)
-        # toy:<task> evaluates with <task>'s lm-eval task (point DLLM_JEPA_DATA at the run's data folder).
-        sources = {toy_name(r.cfg.data.source) or r.cfg.data.source for r in runs}
+        # A plug-in source (toy:<task>) evaluates with the lm-eval task of the source it is read as
+        # (point DLLM_JEPA_DATA at the run's data folder).
+        sources = {plugins.data_source(r.cfg.data.source) for r in runs}
         tasks = args.eval_tasks or ",".join(sorted({EVAL_TASKS[s] for s in sources if s in EVAL_TASKS}))
         if not tasks:
             raise ConfigError(f"--eval-tasks: no default lm-eval task for data.source {sorted(sources)}; name one")

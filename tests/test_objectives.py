@@ -191,6 +191,11 @@ def test_collator_keeps_prompt_clean_and_fills_with_maskable_eos():
         masked = batch[f"{view}_masked"]
         assert not (masked & ~batch["maskable"]).any() and masked.sum(dim=1).min() >= 1
         assert torch.equal(batch[f"{view}_ids"][~masked], batch["input_ids"][~masked])
+        # The encoder's keep mask: the view's visible real tokens; here the last EOS of row 0 is fill.
+        keep = batch[f"{view}_keep"]
+        assert not (keep & (masked | batch["is_padding"])).any()
+        assert (keep | masked | batch["is_padding"]).all()
+        assert not keep[0, 6] and keep[0, :3].all()
 
 
 def test_collator_attention_mask_mode_hides_padding():
@@ -322,7 +327,7 @@ def test_dream_text_training_never_reads_the_logit_at_position_0(tmp_path, tiny_
 
     import dllm_jepa_train.jepa as jepa
     from dllm_jepa_train.config import load_config
-    from dllm_jepa_train.trainer import build_trainer
+    from dllm_jepa_train.build import build_trainer
 
     text = tmp_path / "train.txt"
     text.write_text("\n".join(SENTENCES) + "\n")

@@ -7,7 +7,7 @@ import torch
 
 from dllm_jepa_train.config import load_config
 from dllm_jepa_train.toy.inputs import prepare_data, prepare_model
-from dllm_jepa_train.trainer import build_trainer
+from dllm_jepa_train.build import build_trainer
 
 
 def test_prepare_data_writes_once_and_names_the_task(tmp_path):

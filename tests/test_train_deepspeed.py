@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from train_helpers import flags, write_jsonl
 
 from dllm_jepa_train.config import load_config
-from dllm_jepa_train.trainer import build_trainer
+from dllm_jepa_train.build import build_trainer
 
 pytestmark = pytest.mark.slow
 

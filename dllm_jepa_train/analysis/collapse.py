@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from dllm_jepa_train import plugins
 from dllm_jepa_train.analysis import AnalysisError
 from dllm_jepa_train.analysis.common import (
     checkpoint_label, find_run_config, load_documents, load_model, load_run_config, release,
@@ -43,7 +44,6 @@ from dllm_jepa_train.analysis.common import (
 from dllm_jepa_train.config import ConfigError, DataConfig, TrainConfig, t_range
 from dllm_jepa_train.data import DiffusionCollator, load_examples, tokenize_examples
 from dllm_jepa_train.objectives import collapse_stats, pool_embeddings
-from dllm_jepa_train.toy import toy_name
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,9 @@ def heldout_examples(
     if data.source == "jsonl" or (data.source == "text" and data.path):
         raise AnalysisError(f"run config {cfg_path}: data source {data.source} ({data.path}) has no held-out "
                             "split; use --data wikitext (or --text-file with held-out documents)")
-    toy_task = toy_name(data.source)
-    if toy_task is not None:  # the trainer generated its data into <output_dir>/data
-        data = dataclasses.replace(data, source=toy_task, data_dir=str(cfg_path.parent / "data"))
+    if plugins.plugin_prefix(data.source) is not None:  # its plug-in wrote the data into <output_dir>/data
+        data = dataclasses.replace(data, source=plugins.data_source(data.source),
+                                   data_dir=str(cfg_path.parent / plugins.DATA_DIR))
     split = settings.split or heldout_split(data.source)
     if settings.data_dir:
         data_dir: Path | None = Path(settings.data_dir)
@@ -152,7 +152,7 @@ def embed_views(backbone, batches: list[dict[str, torch.Tensor]], view: str, des
     for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
         device = backbone.device
         ids = batch[f"{view}_ids"].to(device)
-        keep = (~batch[f"{view}_masked"] & ~batch["is_padding"]).to(device)
+        keep = batch[f"{view}_keep"].to(device)
         attention = batch["attention_mask"].to(device) if "attention_mask" in batch else None
         with torch.no_grad():
             _, hidden = backbone.forward(ids, attention, output_hidden_states=True)

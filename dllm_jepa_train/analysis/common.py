@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
+from dllm_jepa_train import plugins
 from dllm_jepa_train.analysis import AnalysisError
-from dllm_jepa_train.toy import toy_name
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def identity_from_config(cfg: Any, config_path: Path | None = None) -> RunIdenti
 
     flat = {f"{section}.{key}": _hashable(value) for section, values in to_dict(cfg).items()
             for key, value in values.items()}
-    if toy_name(cfg.model.pretrained) is None:  # the tiny section sizes toy models only
+    if plugins.plugin_prefix(cfg.model.pretrained) is None:  # the tiny section sizes plug-in (toy) models only
         flat = {k: v for k, v in flat.items() if not k.startswith("tiny.")}
     if cfg.data.source in ("jsonl", "text") and cfg.data.path:
         flat["data.file"] = Path(cfg.data.path).name  # which data, not where it lies on this machine

@@ -3,9 +3,13 @@ their tokenizers, and the staged demo. Nothing here is needed to train or evalua
 the trainer, the analysis commands, the tests and the benchmarks use it only for offline CPU runs.
 
 The trainer sees toy inputs as ordinary names: `model.pretrained: toy:llada` (or `toy:dream`,
-`toy:generic`) and `data.source: toy:gsm8k` (or any task, or `toy:text`). `dllm_jepa_train.toy.inputs`
-turns them into a checkpoint folder and a data folder in the releases' layout. This module only names
-them, so the config can validate a toy name without importing torch.
+`toy:generic`) and `data.source: toy:gsm8k` (or any task, or `toy:text`). The package is a plug-in:
+pyproject.toml declares `register` in the entry-point group `dllm_jepa.plugins`, and production code
+reaches it only through `dllm_jepa_train.plugins`, which calls `register` before resolving a `toy:`
+name; `dllm_jepa_train.toy.inputs.ToyResolver` turns the names into a checkpoint folder and a data
+folder in the releases' layout. This module only names them and imports no torch, so the config can
+validate a toy name cheaply. The demo (`toy.demo`, `toy.report`) is an app on top of the production
+code; nothing outside this package imports it.
 """
 
 from __future__ import annotations
@@ -21,3 +25,11 @@ TOY_DATA = TASKS + ("text",)  # toy:<task> generates every synthetic dataset and
 def toy_name(value: str) -> str | None:
     """'toy:gsm8k' -> 'gsm8k'; anything without the prefix -> None."""
     return value[len(TOY_PREFIX):] if value.startswith(TOY_PREFIX) else None
+
+
+def register() -> None:
+    """Entry point of group `dllm_jepa.plugins`: register the `toy:` resolver."""
+    from dllm_jepa_train.plugins import register_resolver
+    from dllm_jepa_train.toy.inputs import ToyResolver
+
+    register_resolver(TOY_PREFIX.rstrip(":"), ToyResolver())

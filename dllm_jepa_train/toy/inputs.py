@@ -6,15 +6,19 @@
                                    training text plus the synthetic text corpus, and a randomly
                                    initialised tiny model of family <fam> sized by the `tiny` section
 
-Both are written by rank 0 only; the caller synchronises the ranks afterwards.
+Both are written by rank 0 only; the caller synchronises the ranks afterwards. `ToyResolver` is the
+`toy:` resolver that `dllm_jepa_train.toy.register` hands to `dllm_jepa_train.plugins`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from dllm_jepa_train.toy import TOY_DATA, TOY_MODELS, toy_name
+from dllm_jepa_train.toy import TOY_DATA, TOY_MODELS, TOY_PREFIX, toy_name
+
+if TYPE_CHECKING:
+    from dllm_jepa_train.config import DataConfig, TinyConfig
 
 DATA_MARKER = "README.md"  # written last by synthetic.generate_all: its presence means the folder is complete
 
@@ -46,3 +50,24 @@ def prepare_model(name: str, out_dir: Path, corpus: Iterable[str], *, hidden_siz
         build_tiny_checkpoint(out_dir, family, tokenizer, hidden_size=hidden_size, num_layers=num_layers,
                               num_heads=num_heads, seed=seed)
     return out_dir
+
+
+class ToyResolver:
+    """The `toy:` names as a `dllm_jepa_train.plugins.Resolver`."""
+
+    def names(self, kind: str) -> tuple[str, ...]:
+        """toy:<family> for 'model', toy:<task or text> for 'data'."""
+        return tuple(TOY_PREFIX + n for n in {"model": TOY_MODELS, "data": TOY_DATA}[kind])
+
+    def data_source(self, name: str) -> str:
+        task = toy_name(name)
+        if task not in TOY_DATA:
+            raise ValueError(f"data.source {name!r}: allowed toy sources are {', '.join(self.names('data'))}")
+        return task
+
+    def prepare_data(self, name: str, out_dir: Path, data: DataConfig) -> None:
+        prepare_data(name, out_dir, data.generate_seed, data.generate_scale)
+
+    def prepare_model(self, name: str, out_dir: Path, corpus: list[str], tiny: TinyConfig) -> None:
+        prepare_model(name, out_dir, corpus, hidden_size=tiny.hidden_size, num_layers=tiny.num_layers,
+                      num_heads=tiny.num_heads, vocab_size=tiny.vocab_size, seed=tiny.seed)

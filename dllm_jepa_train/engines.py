@@ -1,0 +1,240 @@
+"""The engines that run backward and the optimizer step, and what they are built from: AdamW parameter
+groups, the LR schedule, the gradient-checkpointing switch, the L2-to-base anchor, the memory estimate.
+
+Engines: `DeepSpeedEngine` (ZeRO 0-2, bf16) and `TorchEngine` (one process, fp32 or bf16 autocast),
+with the same semantics: the loss handed to `backward` is the step-normalised loss, and the gradient
+the optimizer sees is its sum over micro-batches (and ranks). DeepSpeed divides each micro-batch
+loss by the accumulation steps and averages gradients over ranks; `DeepSpeedEngine.backward` passes
+`scale_wrt_gas=False` and multiplies by the world size to undo both. `build_engine` makes either from
+the config: torch AdamW (decay on matrices only) and a warmup + cosine `LambdaLR` in both.
+
+L2-to-base anchor (`anchor.l2_lambda`): a hook on every backbone parameter adds
+l2_lambda * (theta - theta_base) to the gradient of the last micro-batch of each step only, so the
+optimizer sees g + l2_lambda * (theta - theta_base) once per step. Tensor hooks run before the
+gradient is accumulated, i.e. before ZeRO-2's own hooks copy and free `.grad`; every rank adds the
+same term and DeepSpeed's rank average leaves it unchanged. theta_base is a copy of the initial
+weights in the parameter dtype (+2 B/param under bf16). Gradient clipping sees the sum.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+from dllm_jepa_train.config import TrainConfig, deepspeed_config
+
+
+def cosine_lr(step: int, total_steps: int, warmup_ratio: float) -> float:
+    """LR multiplier of optimizer step `step` (0-based): linear warmup, then cosine to 0 at `total_steps`.
+
+    Warmup is (step + 1) / warmup_steps, so the first step already moves the weights.
+    """
+    warmup = math.ceil(warmup_ratio * total_steps) if warmup_ratio > 0 else 0
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on matrices, none on biases and norm weights (every 1-D parameter)."""
+    decay, no_decay = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def enable_gradient_checkpointing(model: torch.nn.Module) -> str:
+    """Turn on activation checkpointing: the HF switch where supported, else LLaDA's own; name the one used."""
+    if getattr(model, "supports_gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return "hf"
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "set_activation_checkpointing"):
+        # LLaDA's strategy enum lives in its (remote) modeling module; the name is LLaDA's own.
+        strategy = sys.modules[type(inner).__module__].ActivationCheckpointingStrategy.whole_layer
+        inner.set_activation_checkpointing(strategy)
+        return "llada"
+    raise ValueError(
+        f"model.gradient_checkpointing: {type(model).__name__} supports neither the HF switch nor "
+        "set_activation_checkpointing; set model.gradient_checkpointing false"
+    )
+
+
+class L2Anchor:
+    """Adds strength * (theta - theta_base) to each parameter's gradient while `armed` (see module doc)."""
+
+    def __init__(self, params: list[torch.nn.Parameter], strength: float) -> None:
+        self.strength = strength
+        self.armed = False
+        self.base = [p.detach().clone() for p in params]
+        self.handles = [p.register_hook(self._hook(p, base)) for p, base in zip(params, self.base)]
+
+    def _hook(self, param: torch.nn.Parameter, base: torch.Tensor):
+        def hook(grad: torch.Tensor) -> torch.Tensor | None:
+            if not self.armed:
+                return None
+            return grad + self.strength * (param.detach() - base).to(grad.dtype)
+
+        return hook
+
+
+class TorchEngine:
+    """One process, plain torch: accumulate `.grad`, then clip, AdamW step and LR step on the boundary."""
+
+    world_size = 1
+
+    def __init__(self, module, optimizer, scheduler, grad_accum: int, grad_clip: float, autocast_dtype=None):
+        self.module = module
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.grad_accum = grad_accum
+        self.grad_clip = grad_clip
+        self.autocast_dtype = autocast_dtype
+        self.micro_steps = 0
+        self.grad_norm = float("nan")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def __call__(self, *args):
+        device_type = self.device.type
+        with torch.autocast(device_type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            return self.module(*args)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> None:
+        self.micro_steps += 1
+        if self.micro_steps % self.grad_accum:
+            return
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        max_norm = self.grad_clip if self.grad_clip > 0 else float("inf")
+        self.grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def lr(self) -> float:
+        """The learning rate the next optimizer step uses."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save({"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "micro_steps": self.micro_steps}, path / "state.pt")
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path / "state.pt", map_location=self.device, weights_only=False)
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.micro_steps = state["micro_steps"]
+
+
+class DeepSpeedEngine:
+    """A DeepSpeed engine behind the TorchEngine interface (see the module doc for the loss scaling)."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.module = engine.module
+        self.world_size = engine.dp_world_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
+
+    def __call__(self, *args):
+        return self.engine(*args)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
+
+    def step(self) -> None:
+        self.engine.step()
+
+    @property
+    def grad_norm(self) -> float:
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+    def lr(self) -> float:
+        return float(self.engine.get_lr()[0])
+
+    def save(self, path: Path) -> None:
+        self.engine.save_checkpoint(str(path), tag="engine", save_latest=False)
+
+    def load(self, path: Path) -> None:
+        load_path, _ = self.engine.load_checkpoint(str(path), tag="engine", load_lr_scheduler_states=True)
+        if load_path is None:
+            raise FileNotFoundError(f"DeepSpeed found no checkpoint under {path}")
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak CUDA memory allocated, or on CPU the process's peak resident set size."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux reports KiB
+
+
+def memory_estimate(
+    num_online: int, num_ema: int, param_bytes: int, engine: str, zero_stage: int, world_size: int,
+    shadow: bool, anchor: bool, num_anchor: int,
+) -> dict[str, float]:
+    """Per-rank GB of weights, gradients, optimizer state, EMA and anchor base (activations excluded).
+
+    DeepSpeed bf16: bf16 weights and grads, fp32 master + Adam m, v (12 B/param); ZeRO-1 divides the
+    optimizer state and ZeRO-2 also the gradients by the world size. Torch engine: fp32 weights,
+    grads and Adam m, v.
+    """
+    if engine == "torch":
+        grads, optim = 4 * num_online, 8 * num_online
+        weights = 4 * num_online
+    else:
+        weights = param_bytes * num_online
+        grads = param_bytes * num_online / (world_size if zero_stage >= 2 else 1)
+        master = 4 * num_online if param_bytes != 4 else 0
+        optim = (master + 8 * num_online) / (world_size if zero_stage >= 1 else 1)
+    ema = 4 * num_ema + (param_bytes * num_ema if shadow and param_bytes != 4 else 0)
+    base = param_bytes * num_anchor if anchor else 0
+    out = {"weights": weights, "gradients": grads, "optimizer": optim, "ema": ema, "anchor_base": base}
+    out = {k: v / 1e9 for k, v in out.items()}
+    out["total"] = sum(out.values())
+    return out
+
+
+
+
+def build_engine(cfg: TrainConfig, module: torch.nn.Module, total_steps: int, compute_dtype: torch.dtype):
+    """The engine `cfg.run.engine` names around `module`, with AdamW and the warmup + cosine schedule."""
+    groups = param_groups(module, cfg.optim.weight_decay)
+
+    def schedule(optimizer):
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: cosine_lr(step, total_steps, cfg.optim.warmup_ratio))
+
+    adamw = {"lr": cfg.optim.lr, "betas": tuple(cfg.optim.betas), "eps": cfg.optim.eps}
+    if cfg.run.engine == "torch":
+        optimizer = torch.optim.AdamW(groups, **adamw)
+        autocast = compute_dtype if compute_dtype != torch.float32 else None
+        return TorchEngine(module, optimizer, schedule(optimizer), cfg.optim.grad_accum, cfg.optim.grad_clip,
+                           autocast)
+    import deepspeed
+
+    ds_config = deepspeed_config(cfg)
+    # torch.optim.AdamW needs no JIT-built op; on GPU a user JSON "optimizer" block (e.g. FusedAdam)
+    # replaces it, and then DeepSpeed builds the optimizer from these same parameter groups.
+    client = None if "optimizer" in ds_config else torch.optim.AdamW(groups, **adamw)
+    engine, _, _, _ = deepspeed.initialize(
+        model=module, optimizer=client, model_parameters=groups if client is None else None,
+        lr_scheduler=schedule, config=ds_config,
+    )
+    return DeepSpeedEngine(engine)
