@@ -1,6 +1,6 @@
 """How much of the L2 anchor's force bf16 zeroes under the DeepSpeed engine (issue 18, item 5).
 
-The anchor (`anchor.l2_lambda`, `trainer.L2Anchor`) adds lambda * (theta - theta_base) to each backbone
+The anchor (`anchor.l2_lambda`, `engines.L2Anchor`) adds lambda * (theta - theta_base) to each backbone
 parameter's gradient on the last micro-batch of a step. Under DeepSpeed bf16, theta is the bf16 module
 weight (the rounded fp32 master) and theta_base its bf16 copy at the start, so a weight whose master
 moved less than half a bf16 step from theta_base reads as unmoved and gets no anchor force. Then the
@@ -57,7 +57,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dllm_jepa_train import trainer as trainer_module  # noqa: E402
+from dllm_jepa_train import build, trainer as trainer_module  # noqa: E402
 from dllm_jepa_train.config import load_config  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "dllm_jepa_train" / "configs" / "tiny_baseline.yaml"
@@ -157,7 +157,7 @@ def run_rate(lr: float, args, workdir: Path) -> tuple[str, list[tuple[int, dict[
     real_anchor = trainer_module.L2Anchor
     trainer_module.L2Anchor = RecordingAnchor  # Trainer builds its anchor from this module name
     try:
-        trainer = trainer_module.build_trainer(cfg)
+        trainer = build.build_trainer(cfg)
     finally:
         trainer_module.L2Anchor = real_anchor
     anchor = trainer.anchor
