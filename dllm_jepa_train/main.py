@@ -17,6 +17,8 @@ optim.global_batch_size for this launch's world size) and exits.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -28,37 +30,23 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
     sys.path.insert(0, str(_here.parent))
 
-from dllm_jepa_train.config import ConfigError, load_config, resolve_batch, to_dict  # noqa: E402
+from jsonargparse import DefaultHelpFormatter  # noqa: E402
 
-USAGE = "usage: main.py --config FILE.yaml [--config OVERRIDES.yaml ...] [--dry-run] [--section.key value ...]"
+from dllm_jepa_train.config import (  # noqa: E402
+    ConfigError, as_written, build_parser, parse_args, resolve_batch, to_dict, validate)
 
 
-def split_args(argv: list[str]) -> tuple[list[str], list[str], bool]:
-    """(config paths, overrides, dry run); drops the `--local_rank` argument the deepspeed launcher appends."""
-    configs, rest, dry_run, i = [], [], False, 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-h", "--help"):
-            from dllm_jepa_train.config import help_text
+class OptionHelp(DefaultHelpFormatter):
+    """`--help`: main.py's docstring as written, then each option as `--section.key (default D)` over its help."""
 
-            print(__doc__ + "\n" + USAGE + "\n\noptions (default, then meaning):\n" + help_text())
-            raise SystemExit(0)
-        if arg == "--dry-run":
-            dry_run = True
-        elif arg == "--config" or arg.startswith("--config="):
-            if "=" in arg:
-                configs.append(arg.split("=", 1)[1])
-            elif i + 1 < len(argv):
-                configs.append(argv[i + 1])
-                i += 1
-            else:
-                raise ConfigError("--config needs a file")
-        elif arg.startswith("--local_rank"):
-            i += 0 if "=" in arg else 1
-        else:
-            rest.append(arg)
-        i += 1
-    return configs, rest, dry_run
+    def _format_action(self, action: argparse.Action) -> str:
+        if "." not in action.dest:  # --help, --config, --dry-run
+            return super()._format_action(action)
+        default = json.dumps(as_written(action.dest, action.default))
+        return f"  {action.option_strings[0]} (default {default})\n      {action.help}\n"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
 
 
 def world_size() -> int:
@@ -69,11 +57,12 @@ def world_size() -> int:
 def main(argv: list[str] | None = None) -> None:
     """Parse, validate and resolve the config (no model is loaded before that succeeds), then train."""
     try:
-        config_paths, overrides, dry_run = split_args(sys.argv[1:] if argv is None else list(argv))
-        cfg = resolve_batch(load_config(config_paths or None, overrides), world_size())
+        cfg, args = parse_args(sys.argv[1:] if argv is None else list(argv), build_parser(__doc__, OptionHelp))
+        validate(cfg)
+        cfg = resolve_batch(cfg, world_size())
     except ConfigError as err:
         raise SystemExit(f"config error: {err}") from None
-    if dry_run:
+    if args.dry_run:
         import yaml
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")

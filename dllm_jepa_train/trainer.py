@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from dllm_jepa_train import checkpoint as ckpt
-from dllm_jepa_train.config import TrainConfig, t_range
+from dllm_jepa_train.config import TrainConfig, t_setting
 from dllm_jepa_train.data import DiffusionCollator, StepPlan
 from dllm_jepa_train.distributed import DistInfo, all_gather_rows, all_reduce_sum, barrier
 from dllm_jepa_train.engines import (
@@ -77,8 +77,7 @@ class Trainer:
         self.total_steps = cfg.optim.max_steps or cfg.optim.epochs * self.plan.steps_per_epoch
         self.collator = DiffusionCollator(
             mask_id=spec.mask_id, eos_id=spec.eos_id, pad_id=spec.pad_id,
-            t_context=t_range(cfg.diffusion.t_context, "diffusion.t_context"),
-            t_target=t_range(cfg.jepa.t_target, "jepa.t_target") if self.use_jepa else None,
+            t_context=cfg.diffusion.t_context, t_target=cfg.jepa.t_target if self.use_jepa else None,
             seed=cfg.run.seed, max_length=cfg.data.max_length, pad_to_max_length=cfg.data.pad_to_max_length,
             use_attention_mask=cfg.data.use_attention_mask,
         )
@@ -248,7 +247,8 @@ class Trainer:
         return {"lambda": self.lam, "predictor_depth": cfg.jepa.predictor_depth,
                 "predictor_heads": cfg.jepa.predictor_heads, "predictor_mlp_ratio": cfg.jepa.predictor_mlp_ratio,
                 "ema_decay": cfg.jepa.ema_decay, "ema_has_output_head": self.target.has_head if self.target else None,
-                "t_context": cfg.diffusion.t_context, "t_target": cfg.jepa.t_target, "step": self.global_step}
+                "t_context": t_setting(cfg.diffusion.t_context), "t_target": t_setting(cfg.jepa.t_target),
+                "step": self.global_step}
 
     def export(self, out_dir: Path) -> Path:
         """Rank 0 writes the HF checkpoint + jepa/ (weights are whole on every rank under ZeRO <= 2)."""

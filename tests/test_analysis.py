@@ -679,6 +679,17 @@ def test_runs_of_one_global_batch_config_on_different_world_sizes_share_a_cell()
     assert dict(on_eight.variant)["jepa.lambda"] == 2.0 and dict(on_eight.variant)["jepa.predictor_depth"] == 4
 
 
+def test_run_identity_keeps_exactly_the_options_declared_to_change_what_a_run_learns():
+    from dllm_jepa_train.analysis.common import identity_from_config
+    from dllm_jepa_train.config import fields_by_key, load_config
+
+    path = PROJECT_ROOT / "dllm_jepa_train" / "configs" / "gsm8k_jepa.yaml"  # jepa + anchor: every setting matters
+    found = identity_from_config(load_config(path, ["--optim.global_batch_size", "0", "--anchor.l2_lambda", "1e-4"]))
+    kept = set(dict(found.cell)) | set(dict(found.variant))
+    declared = {key for key, f, _ in fields_by_key() if f.metadata["cell"] and not key.startswith("tiny.")}
+    assert kept == declared  # tiny.* sizes toy models only; this run fine-tunes a real checkpoint
+    assert {"run.seed", "run.output_dir", "jepa.collapse_every"}.isdisjoint(kept) and "optim.lr" in kept
+
 def test_pooled_correlations_per_method_with_interval_and_test():
     from dllm_jepa_train.analysis.compare import correlation_report, fisher_ci, pearson, r_to_z_test
 

@@ -15,12 +15,13 @@ from dllm_jepa_train.config import (
     TrainConfig,
     deepspeed_config,
     load_config,
+    parse_args,
     resolve_batch,
     save_config,
     to_dict,
 )
 from dllm_jepa_train import config as config_module
-from dllm_jepa_train.main import main, split_args
+from dllm_jepa_train.main import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "dllm_jepa_train" / "configs"
 TOY_CONFIGS = CONFIGS.parent / "toy" / "configs"  # the demo's stages
@@ -65,9 +66,9 @@ UNPUBLISHED = {
 def test_paper_configs_carry_the_recipe(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
     wide = "widet" in name
-    t_context = {"gsm8k_baseline_tuniform": [0.0, 1.0]}.get(name, 0.1 if wide else 0.2)
-    t_target = {"gsm8k_ablate_symmetric": 0.2}.get(name, 0.9 if wide else 0.7)
-    assert (cfg.diffusion.t_context, cfg.jepa.t_target) == (t_context, t_target)
+    t_context = {"gsm8k_baseline_tuniform": (0.0, 1.0)}.get(name, (0.1, 0.1) if wide else (0.2, 0.2))
+    t_target = {"gsm8k_ablate_symmetric": (0.2, 0.2)}.get(name, (0.9, 0.9) if wide else (0.7, 0.7))
+    assert (cfg.diffusion.t_context, cfg.jepa.t_target) == (t_context, t_target)  # (lo, hi), read once
     assert cfg.optim.lr == (1.4e-6 if wide else 1e-5)
     assert (cfg.jepa.lambda_, cfg.jepa.predictor_depth)[: 2 if name in OPERATING_POINTS else 1] == \
         OPERATING_POINTS.get(name, (0.0,))
@@ -117,7 +118,7 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
     path.write_text("jepa:\n  lambda: 2\n  predictor_depth: 3\noptim:\n  lr: 3e-5\n")
     cfg = load_config(path, ["--jepa.lambda", "0.5", "--run.output_dir=/x", "--diffusion.t_context", "[0.1, 0.3]"])
     assert cfg.jepa.lambda_ == 0.5 and cfg.jepa.predictor_depth == 3 and cfg.optim.lr == 3e-5
-    assert cfg.run.output_dir == "/x" and cfg.diffusion.t_context == [0.1, 0.3]
+    assert cfg.run.output_dir == "/x" and cfg.diffusion.t_context == (0.1, 0.3)
     assert cfg.optim.epochs == TrainConfig().optim.epochs
 
 
@@ -139,6 +140,11 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
         (["--data.source", "jsonl"], r"data\.path: required when data\.source is jsonl"),
         (["--model.gradient_checkpointing", "maybe"], r"expected true or false"),
         (["--jepa"], r"must look like --section\.key"),
+        (["lambda=1"], r"argument 'lambda=1': overrides must look like --section\.key value"),
+        (["--jepa.lambda"], r"jepa\.lambda: expected one argument"),
+        (["--tiny.vocab_size", "256"], r"tiny\.vocab_size: must be >= 300, got 256"),
+        (["--data.split", "dev"], r"data\.split: 'dev' is not allowed; allowed values: train, test, validation"),
+        (["--jepa.t_target", "[0.1, 0.5, 0.9]"], r"jepa\.t_target: expected a number or \[lo, hi\]"),
     ],
 )
 def test_bad_config_names_the_key_and_the_allowed_values(overrides, message):
@@ -154,11 +160,48 @@ def test_bad_key_fails_before_any_model_loads(tmp_path):
     assert not out.exists()
 
 
-def test_launcher_local_rank_argument_is_dropped():
-    assert split_args(["--local_rank=0", "--config", "a.yaml", "--jepa.lambda", "1"]) == (
-        ["a.yaml"], ["--jepa.lambda", "1"], False)
-    assert split_args(["--local_rank", "3", "--config=b.yaml", "--dry-run", "--config", "c.yaml"]) == (
-        ["b.yaml", "c.yaml"], [], True)
+def test_launcher_local_rank_is_dropped_and_overrides_win_over_every_file_wherever_they_stand(tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("jepa:\n  lambda: 2\n  predictor_depth: 3\n")
+    second.write_text("jepa:\n  lambda: 3\n")
+    cfg, args = parse_args(["--local_rank=0", "--jepa.lambda", "1", "--config", str(first), "--config", str(second)])
+    assert (cfg.jepa.lambda_, cfg.jepa.predictor_depth, args.dry_run) == (1.0, 3, False)
+    cfg, args = parse_args(["--local_rank", "3", f"--config={first}", "--dry-run", "--config", str(second)])
+    assert (cfg.jepa.lambda_, cfg.jepa.predictor_depth, args.dry_run) == (3.0, 3, True)  # the later file wins
+
+
+def test_config_file_errors_name_the_file_and_the_allowed_keys(tmp_path):
+    for text, message in (("optim:\n  lr: [1\n", "cannot be read"), ("- 1\n", "expected a mapping of sections"),
+                          ("", "expected a mapping of sections"), ("optim: 1\n", "section 'optim' must be a mapping"),
+                          ("optim:\n  max_stepz: 5\n", r"unknown config key optim\.'max_stepz'; allowed keys: optim\.lr")):
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_config([CONFIGS / "tiny_jepa.yaml", path])
+    with pytest.raises(ConfigError, match=f"config file {tmp_path / 'missing.yaml'} cannot be read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_every_option_declares_its_help_and_whether_it_changes_what_a_run_learns():
+    cell = {}
+    for key, f, _ in config_module.fields_by_key():
+        assert f.metadata["help"] and isinstance(f.metadata["cell"], bool), key  # made by recipe() or runtime()
+        cell[key] = f.metadata["cell"]
+    for key in ("model.pretrained", "data.source", "diffusion.t_context", "jepa.lambda", "jepa.t_target", "optim.lr",
+                "optim.epochs", "anchor.l2_lambda", "tiny.hidden_size"):
+        assert cell[key], key
+    for key in ("run.seed", "run.output_dir", "run.engine", "data.path", "data.data_dir", "jepa.collapse_every",
+                "model.gradient_checkpointing"):
+        assert not cell[key], key
+
+
+def test_mask_rates_are_read_once_as_lo_hi_and_written_back_as_given(tmp_path):
+    cfg = load_config(None, ["--diffusion.t_context", "[0.1, 0.3]", "--jepa.t_target", "0.9"])
+    assert (cfg.diffusion.t_context, cfg.jepa.t_target) == ((0.1, 0.3), (0.9, 0.9))
+    assert (to_dict(cfg)["diffusion"]["t_context"], to_dict(cfg)["jepa"]["t_target"]) == ([0.1, 0.3], 0.9)
+    save_config(cfg, tmp_path / "config.yaml")
+    assert "t_target: 0.9\n" in (tmp_path / "config.yaml").read_text()
+    assert config_module.read_run_config(tmp_path / "config.yaml").diffusion.t_context == (0.1, 0.3)
 
 
 def test_help_lists_every_option_with_its_default_and_help(capsys):

@@ -55,9 +55,9 @@ def test_table7_and_table9_shapes():
     pairs = "diffusion.t_context,jepa.t_target=0.1:0.5,0.2:0.5,0.2:0.7,0.3:0.9"
     table9 = expand(config, [parse_pair(pairs)], [42], Path("/sweeps/t9"), [], True)
     jepa = [(r.cfg.diffusion.t_context, r.cfg.jepa.t_target) for r in table9 if not r.is_baseline]
-    assert jepa == [(0.1, 0.5), (0.2, 0.5), (0.2, 0.7), (0.3, 0.9)]
+    assert jepa == [((0.1, 0.1), (0.5, 0.5)), ((0.2, 0.2), (0.5, 0.5)), ((0.2, 0.2), (0.7, 0.7)), ((0.3, 0.3), (0.9, 0.9))]
     # a baseline depends on t_L (its diffusion loss) but not on t_H: one per distinct t_L
-    assert sorted(r.cfg.diffusion.t_context for r in table9 if r.is_baseline) == [0.1, 0.2, 0.3]
+    assert sorted(r.cfg.diffusion.t_context for r in table9 if r.is_baseline) == [(0.1, 0.1), (0.2, 0.2), (0.3, 0.3)]
     assert all(r.cfg.jepa.lambda_ == 0 for r in table9 if r.is_baseline)
 
 

@@ -205,16 +205,10 @@ def method_name(jepa_lambda: float, l2_lambda: float) -> str:
     return "jepa" if jepa_lambda > 0 else "baseline"
 
 
-# Config keys that do not change what a run learns (bookkeeping, machine paths, diagnostics); every
-# other key is part of a run's cell. With optim.global_batch_size set, how the batch is split over ranks
-# (micro-batch, accumulation) is left out too: the saved accumulation depends on the world size.
-NON_IDENTITY_KEYS = (
-    "run.seed", "run.output_dir", "run.engine", "run.precision", "run.zero_stage", "run.deepspeed_config",
-    "run.save_every", "run.save_total_limit", "run.save_epochs", "run.resume", "run.log_every", "run.tensorboard",
-    "run.debug_nan_at_step", "run.debug_sigkill_at_step", "data.data_dir", "data.spider_db_dir", "data.path",
-    "model.gradient_checkpointing", "model.trust_remote_code", "jepa.collapse_every", "jepa.collapse_window",
-    "jepa.ema_shadow",
-)
+# Which config keys change what a run learns is each field's `cell` flag (dllm_jepa_train.config); the
+# others (bookkeeping, machine paths, diagnostics) are left out of a run's cell. With
+# optim.global_batch_size set, how the batch is split over ranks (micro-batch, accumulation) is left out
+# too: the saved accumulation depends on the world size.
 BATCH_SPLIT_KEYS = ("optim.micro_batch_size", "optim.grad_accum")
 # Short names of the keys the paper's tables vary, for labels.
 SHORT_NAMES = {"model.pretrained": "backbone", "data.source": "task", "diffusion.t_context": "t_L",
@@ -250,8 +244,10 @@ def _hashable(value: Any) -> Any:
 
 
 def identity_from_config(cfg: Any, config_path: Path | None = None) -> RunIdentity:
-    """The RunIdentity of a typed TrainConfig (see `NON_IDENTITY_KEYS` for what is left out)."""
-    from dllm_jepa_train.config import to_dict
+    """The RunIdentity of a typed TrainConfig (keys whose field says `cell=False` are left out)."""
+    from dllm_jepa_train.config import fields_by_key, to_dict
+
+    not_cell = tuple(key for key, f, _ in fields_by_key() if not f.metadata["cell"])
 
     flat = {f"{section}.{key}": _hashable(value) for section, values in to_dict(cfg).items()
             for key, value in values.items()}
@@ -262,10 +258,10 @@ def identity_from_config(cfg: Any, config_path: Path | None = None) -> RunIdenti
     method = method_name(cfg.jepa.lambda_, cfg.anchor.l2_lambda)
     variant = {k: v for k, v in flat.items()
                if (k.startswith("jepa.") and cfg.jepa.lambda_ > 0) or (k == "anchor.l2_lambda" and cfg.anchor.l2_lambda > 0)}
-    ignored = NON_IDENTITY_KEYS + (BATCH_SPLIT_KEYS if cfg.optim.global_batch_size else ())
+    ignored = not_cell + (BATCH_SPLIT_KEYS if cfg.optim.global_batch_size else ())
     cell = {k: v for k, v in flat.items()
             if k not in variant and not k.startswith("jepa.") and k != "anchor.l2_lambda" and k not in ignored}
-    variant = {k: v for k, v in variant.items() if k not in NON_IDENTITY_KEYS}
+    variant = {k: v for k, v in variant.items() if k not in not_cell}
     return RunIdentity(tuple(cell.items()), method, tuple(variant.items()), int(cfg.run.seed), config_path)
 
 
