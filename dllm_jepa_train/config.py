@@ -6,8 +6,8 @@ re-validated: its paths may not exist on this machine). Each option is a field m
 changes what a run learns) or `runtime` (it does not), whose metadata holds its help, that `cell` flag and
 its allowed values; `validate` names the bad key and the allowed values. Values go through the coercion
 llada_diffusion's model_args use; mask rates become (lo, hi) when read. `resolve_batch` derives the
-accumulation from the global batch and world size; `deepspeed_config` builds the DeepSpeed JSON. Nothing
-here imports torch: a bad config fails before any model loads.
+accumulation from the global batch and world size (`engines.deepspeed_config` builds the DeepSpeed JSON
+from the result). Nothing here imports torch: a bad config fails before any model loads.
 
     load_config("dllm_jepa_train/configs/tiny_jepa.yaml", ["--jepa.lambda", "0.5"])
 """
@@ -15,10 +15,8 @@ here imports torch: a bad config fails before any model loads.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import functools
-import json
 import re
 import typing
 from dataclasses import dataclass, field
@@ -450,46 +448,3 @@ def to_dict(cfg: TrainConfig) -> dict:
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (loadable again with `load_config`)."""
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-
-def deepspeed_config(cfg: TrainConfig) -> dict:
-    """The DeepSpeed JSON from the one config; a user JSON (`run.deepspeed_config`) is merged over it.
-
-    The optimizer and LR schedule are built by the trainer (torch AdamW, warmup + cosine) and passed
-    to `deepspeed.initialize`; a user JSON with an `optimizer` block (e.g. FusedAdam on GPU) replaces
-    the client AdamW. Micro-batch size and accumulation drive the trainer's loss normalisation, so a
-    user JSON may not contradict them.
-    """
-    ds = {
-        "train_micro_batch_size_per_gpu": cfg.optim.micro_batch_size,
-        "gradient_accumulation_steps": cfg.optim.grad_accum,
-        "gradient_clipping": cfg.optim.grad_clip,
-        "bf16": {"enabled": cfg.run.precision == "bf16"},
-        "zero_optimization": {"stage": cfg.run.zero_stage, "overlap_comm": True, "contiguous_gradients": True},
-        "steps_per_print": 10**9,  # the trainer logs; DeepSpeed's own step prints would duplicate it
-        "wall_clock_breakdown": False,
-    }
-    if cfg.run.deepspeed_config:
-        user = json.loads(Path(cfg.run.deepspeed_config).read_text())
-        ds = _merge(ds, user)
-        for key, ours in (("train_micro_batch_size_per_gpu", cfg.optim.micro_batch_size),
-                          ("gradient_accumulation_steps", cfg.optim.grad_accum)):
-            if ds.get(key) != ours:
-                option = "optim.micro_batch_size" if key.startswith("train_micro") else "optim.grad_accum"
-                raise ConfigError(
-                    f"run.deepspeed_config sets {key}={ds.get(key)} but {option}={ours}; set {option} instead"
-                )
-        if "train_batch_size" in user:
-            raise ConfigError("run.deepspeed_config: remove train_batch_size; it follows from the micro-batch, "
-                              "accumulation and world size")
-    return ds
-
-
-def _merge(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out

@@ -6,7 +6,8 @@ with the same semantics: the loss handed to `backward` is the step-normalised lo
 the optimizer sees is its sum over micro-batches (and ranks). DeepSpeed divides each micro-batch
 loss by the accumulation steps and averages gradients over ranks; `DeepSpeedEngine.backward` passes
 `scale_wrt_gas=False` and multiplies by the world size to undo both. `build_engine` makes either from
-the config: torch AdamW (decay on matrices only) and a warmup + cosine `LambdaLR` in both.
+the config: torch AdamW (decay on matrices only) and a warmup + cosine `LambdaLR` in both;
+`deepspeed_config` writes the DeepSpeed JSON from the same config.
 
 L2-to-base anchor (`anchor.l2_lambda`): a hook on every backbone parameter adds
 l2_lambda * (theta - theta_base) to the gradient of the last micro-batch of each step only, so the
@@ -18,6 +19,8 @@ weights in the parameter dtype (+2 B/param under bf16). Gradient clipping sees t
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import resource
 import sys
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from dllm_jepa_train.config import TrainConfig, deepspeed_config
+from dllm_jepa_train.config import ConfigError, TrainConfig
 
 
 def cosine_lr(step: int, total_steps: int, warmup_ratio: float) -> float:
@@ -238,3 +241,46 @@ def build_engine(cfg: TrainConfig, module: torch.nn.Module, total_steps: int, co
         lr_scheduler=schedule, config=ds_config,
     )
     return DeepSpeedEngine(engine)
+
+
+def deepspeed_config(cfg: TrainConfig) -> dict:
+    """The DeepSpeed JSON from the one config; a user JSON (`run.deepspeed_config`) is merged over it.
+
+    The optimizer and LR schedule are built by the trainer (torch AdamW, warmup + cosine) and passed
+    to `deepspeed.initialize`; a user JSON with an `optimizer` block (e.g. FusedAdam on GPU) replaces
+    the client AdamW. Micro-batch size and accumulation drive the trainer's loss normalisation, so a
+    user JSON may not contradict them.
+    """
+    ds = {
+        "train_micro_batch_size_per_gpu": cfg.optim.micro_batch_size,
+        "gradient_accumulation_steps": cfg.optim.grad_accum,
+        "gradient_clipping": cfg.optim.grad_clip,
+        "bf16": {"enabled": cfg.run.precision == "bf16"},
+        "zero_optimization": {"stage": cfg.run.zero_stage, "overlap_comm": True, "contiguous_gradients": True},
+        "steps_per_print": 10**9,  # the trainer logs; DeepSpeed's own step prints would duplicate it
+        "wall_clock_breakdown": False,
+    }
+    if cfg.run.deepspeed_config:
+        user = json.loads(Path(cfg.run.deepspeed_config).read_text())
+        ds = _merge(ds, user)
+        for key, ours in (("train_micro_batch_size_per_gpu", cfg.optim.micro_batch_size),
+                          ("gradient_accumulation_steps", cfg.optim.grad_accum)):
+            if ds.get(key) != ours:
+                option = "optim.micro_batch_size" if key.startswith("train_micro") else "optim.grad_accum"
+                raise ConfigError(
+                    f"run.deepspeed_config sets {key}={ds.get(key)} but {option}={ours}; set {option} instead"
+                )
+        if "train_batch_size" in user:
+            raise ConfigError("run.deepspeed_config: remove train_batch_size; it follows from the micro-batch, "
+                              "accumulation and world size")
+    return ds
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

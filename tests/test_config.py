@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dllm_jepa_train.engines import deepspeed_config
 from dllm_jepa_train.config import (
     TASKS,
     ConfigError,
     TrainConfig,
-    deepspeed_config,
     load_config,
     parse_args,
     resolve_batch,
