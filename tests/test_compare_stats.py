@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 
 import pytest
 
 from dllm_jepa_train.analysis import AnalysisError
-from dllm_jepa_train.analysis.compare import fisher_ci, mean_std, r_to_z_test, run_compare
+from dllm_jepa_train.analysis.compare import run_compare
+from dllm_jepa_train.analysis.stats import fisher_ci, mean_std, pearson, r_to_z_test
 
 
 # ------------------------------------------------------------------------------------ the paper's figures
@@ -48,6 +50,55 @@ def test_a1_fisher_r_to_z_test_between_methods():
     assert abs(test["z"] - 1.42) < 0.02 and abs(test["p"] - 0.16) < 0.01
     swapped = r_to_z_test(0.75, 10, 0.94, 10)
     assert swapped["z"] == pytest.approx(-test["z"]) and swapped["p"] == pytest.approx(test["p"])
+
+
+# ------------------------------------------------------------- the standard library against hand-written sums
+def _reference_mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+
+
+def _reference_pearson(xs: list[float], ys: list[float]) -> float:
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    return sxy / math.sqrt(sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys))
+
+
+def _reference_two_sided_p(z: float) -> float:
+    return 2.0 * (1.0 - 0.5 * (1.0 + math.erf(abs(z) / math.sqrt(2.0))))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_statistics_module_matches_hand_written_sums(seed):
+    """fmean / pstdev / correlation / NormalDist give today's hand-written values to 1e-12, on seed-sized
+    samples of accuracies (0-1 and percent) and on pooled drift-forgetting points."""
+    rng = random.Random(seed)
+    for scale in (1.0, 100.0):
+        values = [scale * rng.uniform(0.3, 0.8) for _ in range(rng.randint(1, 6))]
+        mean, std = mean_std(values)
+        ref_mean, ref_std = _reference_mean_std(values)
+        assert abs(mean - ref_mean) < 1e-12 and abs(std - ref_std) < 1e-12
+    n = rng.randint(4, 12)
+    xs = [rng.uniform(0.0, 0.5) for _ in range(n)]
+    ys = [0.3 * x + rng.gauss(0.0, 0.05) for x in xs]
+    r = pearson(xs, ys)
+    assert abs(r - _reference_pearson(xs, ys)) < 1e-12
+    other = pearson(xs, [rng.gauss(0.0, 1.0) for _ in xs])
+    test = r_to_z_test(r, n, other, n)
+    ref_z = (math.atanh(r) - math.atanh(other)) / math.sqrt(2.0 / (n - 3))
+    assert abs(test["z"] - ref_z) < 1e-12 and abs(test["p"] - _reference_two_sided_p(ref_z)) < 1e-12
+
+
+def test_constant_or_too_few_points_give_no_correlation():
+    assert pearson([0.25, 0.25, 0.25], [0.1, 0.2, 0.3]) is None
+    # The mean of three 0.1 rounds to 0.10000000000000002, so summed deviations are not 0: still constant.
+    assert pearson([1.0, 2.0, 3.0], [0.1, 0.1, 0.1]) is None
+    assert pearson([1.0], [2.0]) is None and pearson([], []) is None
+    assert mean_std([0.1, 0.1, 0.1])[1] == 0.0
+    with pytest.raises(ValueError, match="3 x values but 2 y values"):
+        pearson([1.0, 2.0, 3.0], [1.0, 2.0])
 
 
 # --------------------------------------------------------------------------------- lm-eval's model_args
