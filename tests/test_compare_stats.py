@@ -135,3 +135,14 @@ def test_malformed_model_args_are_named(tmp_path, model_args, message):
     file = _labelled_results(tmp_path / "results.json", model_args)
     with pytest.raises(AnalysisError, match=f"results file {file}: {message}"):
         run_compare([], [f"baseline:1:{file}"], [], [], str(tmp_path / "out"))
+
+
+def test_swept_keys_follow_the_paper_method_order_whatever_the_hash_seed(tmp_path):
+    """compare.json's `swept_keys` came out in set order, which changes with PYTHONHASHSEED between runs."""
+    methods = ("jepa+anchor", "anchor", "baseline", "jepa")
+    labels = [f"{m}:1:{_labelled_results(tmp_path / f'{i}.json', f'pretrained=/nonexistent/{i}')}"
+              for i, m in enumerate(methods)]
+    report = run_compare([], labels, [], [], str(tmp_path / "out"))
+    assert list(report["swept_keys"]) == ["cell", "baseline", "jepa", "anchor", "jepa+anchor"]
+    on_disk = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert list(on_disk["swept_keys"]) == list(report["swept_keys"])

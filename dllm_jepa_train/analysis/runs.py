@@ -339,10 +339,13 @@ def label_runs(runs: dict[RunKey, RunData]) -> dict[str, list[str]]:
     Returns {"cell": keys that differ between cells, METHOD: variant keys that differ between that
     method's variants} (the report's "swept keys").
     """
-    cell_keys = _differing(list({r.identity.cell for r in runs.values()}))
+    # dict.fromkeys and method_order, not sets: a set of strings iterates in an order that changes with
+    # PYTHONHASHSEED, which made compare.json's key order (and first-seen key order) differ run to run.
+    cell_keys = _differing(list(dict.fromkeys(r.identity.cell for r in runs.values())))
     swept: dict[str, list[str]] = {"cell": cell_keys}
-    for method in {r.method for r in runs.values()}:
-        variants = list({r.identity.variant for r in runs.values() if r.method == method and r.identity.variant})
+    for method in method_order({r.method for r in runs.values()}):
+        variants = list(dict.fromkeys(r.identity.variant for r in runs.values()
+                                      if r.method == method and r.identity.variant))
         swept[method] = _differing(variants)
     for run in runs.values():
         cell = dict(run.identity.cell)
