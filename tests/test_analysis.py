@@ -15,9 +15,10 @@ import torch
 
 from dllm_jepa_train.analysis import AnalysisError
 from dllm_jepa_train.analysis.common import method_name, plan_batches, run_identity
-from dllm_jepa_train.analysis.compare import mean_std, pearson, run_compare
+from dllm_jepa_train.analysis.compare import run_compare
 from dllm_jepa_train.analysis.drift import DriftSettings, run_drift, summarize
 from dllm_jepa_train.analysis.probe import ProbeSettings, document_mask, num_masked, run_probe
+from dllm_jepa_train.analysis.stats import mean_std, pearson
 from dllm_jepa_train.objectives import collapse_stats
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -571,12 +572,12 @@ def test_wikitext_headers_are_recognised():
 
 # ------------------------------------------------------------------------------ cells, grids, A.1 statistics
 def test_fisher_interval_and_r_to_z_test_by_hand():
-    from dllm_jepa_train.analysis.compare import fisher_ci, normal_cdf, r_to_z_test
+    from dllm_jepa_train.analysis.stats import STANDARD_NORMAL, Z_95, fisher_ci, r_to_z_test
 
     low, high = fisher_ci(0.94, 10)  # the paper's A.1 hand check: r = .94, n = 10 -> [.76, .99]
     assert round(low, 2) == 0.76 and round(high, 2) == 0.99
     assert fisher_ci(0.94, 3) is None and fisher_ci(1.0, 10) is None  # n - 3 < 1; z infinite
-    assert normal_cdf(0.0) == 0.5 and normal_cdf(1.959964) == pytest.approx(0.975, abs=1e-6)
+    assert STANDARD_NORMAL.cdf(Z_95) == pytest.approx(0.975, abs=1e-15)  # the CI's quantile is the 97.5% one
     # atanh(.94) = 1.7380, atanh(.5) = 0.5493, se = sqrt(1/7 + 1/7) = 0.5345 -> z = 2.224, p = 0.026
     test = r_to_z_test(0.94, 10, 0.5, 10)
     assert test["z"] == pytest.approx(2.224, abs=1e-3) and test["p"] == pytest.approx(0.0262, abs=1e-3)
@@ -691,7 +692,7 @@ def test_run_identity_keeps_exactly_the_options_declared_to_change_what_a_run_le
     assert {"run.seed", "run.output_dir", "jepa.collapse_every"}.isdisjoint(kept) and "optim.lr" in kept
 
 def test_pooled_correlations_per_method_with_interval_and_test():
-    from dllm_jepa_train.analysis.compare import correlation_report, fisher_ci, pearson, r_to_z_test
+    from dllm_jepa_train.analysis.stats import correlation_report, fisher_ci, r_to_z_test
 
     drift = [0.1, 0.2, 0.3, 0.4, 0.5]
     forgetting = {"baseline": [0.11, 0.19, 0.32, 0.38, 0.52], "jepa": [0.05, 0.01, 0.04, 0.02, 0.03]}

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dllm_jepa_train.analysis.compare import mean_std  # population std, as compare's table reports it
+from dllm_jepa_train.analysis.stats import mean_std  # population std, as compare's table reports it
 
 # Per demo task: (metric key in lm-eval's results, how the table names it). The metric the paper
 # reports for that task, strict forms where there is a choice.
