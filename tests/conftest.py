@@ -11,6 +11,18 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DLLM_JEPA_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip `gpu`-marked tests, naming why, when this machine has no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (marker gpu); none is visible here")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def shared_data_or_skip(*parts: str) -> Path:
     """Path into ../shared/data; skip with a clear message when that checkout-adjacent folder is absent."""
     path = SHARED_DATA.joinpath(*parts)

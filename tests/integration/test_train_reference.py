@@ -7,7 +7,7 @@ and CPU capability that made them; on another version or capability the float or
 test skips and names the difference instead of failing. A change that alters training numbers on
 purpose regenerates the reference and says why in its commit:
 
-    OMP_NUM_THREADS=1 python tests/test_train_reference.py --regenerate
+    OMP_NUM_THREADS=1 python tests/integration/test_train_reference.py --regenerate
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "tests" / "assets" / "train_reference"
 FILES = {"model": "model.safetensors", "predictor": "jepa/predictor.safetensors", "ema": "jepa/ema.safetensors"}
 COMMAND = ["dllm_jepa_train/main.py", "--config", "dllm_jepa_train/configs/tiny_jepa.yaml",
@@ -45,6 +45,7 @@ def _train(out: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_tiny_jepa_run_reproduces_the_committed_weights(tmp_path):
     meta = json.loads((REFERENCE / "meta.json").read_text())
     here = _environment()

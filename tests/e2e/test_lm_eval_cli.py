@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "tests" / "assets" / "tiny_task"
 BIN = Path(sys.executable).parent
 MODEL_ARGS = "steps=8,gen_length=16,block_length=8,mc_num=8,mc_batch_size=8"

@@ -32,7 +32,7 @@ from lm_eval_diffusion.metrics.regex import (
     startswith_match,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NLRX_DIR = REPO_ROOT.parent / "shared" / "data" / "nlrx"
 # Per-call bound for hostile predictions; the module's own time backstop is 1 s.
 HOSTILE_SECONDS = 2.0
@@ -63,14 +63,6 @@ def _python_pattern(brics: str) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Real data
-
-
-def test_every_gold_parses_and_is_dfa_equivalent_to_itself(golds: list[str], monkeypatch) -> None:
-    # The 1 s wall-clock cap guards against hostile predictions; a few golds (e.g. `(...){7,}`) take
-    # close to it on a loaded 2-core machine, and this test checks the golds, not the machine's load.
-    monkeypatch.setattr(rx, "PREDICTION_TIME_LIMIT_S", 30.0)
-    not_equal = [g for g in golds if not dfa_match(g, g)]
-    assert not_equal == []
 
 
 def test_golds_are_func_targeted_equal_to_themselves_on_a_seeded_sample(golds: list[str]) -> None:
@@ -473,6 +465,7 @@ def test_func_test_strings_follow_the_documented_distribution() -> None:
     }
 
 
+@pytest.mark.subprocess
 def test_random_func_match_is_the_same_in_another_process() -> None:
     pairs = [(p, g) for p, g, _ in RANDOM_VERDICTS] + [(p, g) for p, g, _ in DIFFERENT] + EQUIVALENT
     here = [[func_test_strings(p, g, num_strings=50), func_match(p, g)] for p, g in pairs]

@@ -94,6 +94,19 @@ def test_arg_string_values_and_cli_settings(tiny_checkpoints, caplog):
     assert make_lm(tiny_checkpoints["dream"]).sampler == "dream"
 
 
+@pytest.mark.gpu
+def test_cuda_device_defaults_to_bf16_and_fp32_generates_what_the_cpu_generates(tiny_checkpoints):
+    """On CUDA the model loads in bf16 by default; in fp32 its greedy texts equal the CPU's (no near-tie
+    in these prompts at fp32; bf16 may flip one, as a different batch size may)."""
+    path = tiny_checkpoints["llada"]
+    default = DiffusionLM(pretrained=str(path), device="cuda", **GEN)
+    assert default.backbone.device.type == "cuda" and default.backbone.dtype == torch.bfloat16
+    gpu = DiffusionLM(pretrained=str(path), device="cuda", dtype="float32", **GEN)
+    cpu = make_lm(path, **GEN)
+    requests = [Request(c, {"until": ["\n"]}) for c in CONTEXTS]
+    assert gpu.generate_until(requests) == cpu.generate_until(requests)
+
+
 # ---- generation ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["generic", "llada", "dream", "llada_nopad"])
 def test_greedy_outputs_identical_at_batch_size_1_and_8(tiny_checkpoints, name):

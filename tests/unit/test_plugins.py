@@ -14,7 +14,7 @@ from dllm_jepa_train import plugins
 from dllm_jepa_train.build import resolve_inputs
 from dllm_jepa_train.config import ConfigError, load_config
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 PACKAGE = PROJECT / "dllm_jepa_train"
 TOY = "dllm_jepa_train.toy"
 

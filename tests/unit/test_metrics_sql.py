@@ -31,7 +31,7 @@ from lm_eval_diffusion.metrics.sql import (
 )
 
 SHARED_DATA = Path(
-    os.environ.get("DLLM_JEPA_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    os.environ.get("DLLM_JEPA_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
 )
 SPIDER = SHARED_DATA / "spider"
 MISSING_DB = "wta_1"  # the one dev database absent from ../shared/data (62 questions)
@@ -611,19 +611,6 @@ def test_each_distinct_statement_runs_once_per_prediction(concert_db, monkeypatc
         assert len(ran) == len(set(ran)) == num_runs, (pred, ran)
         assert [r.match for r in results.values()] == matches, (pred, results)
     assert {r.error for r in results.values()} == {"timeout"}
-
-
-@pytest.mark.slow
-def test_runaway_prediction_costs_one_task_timeout(concert_db):
-    # The spider_exec task scores three cleanings with a 10 s limit each; before statements were shared,
-    # this prediction cost two timeouts (20.0 s measured), and would now cost three.
-    runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)\nSELECT count(*) FROM c;"
-    exec_match(_COUNT, _COUNT, concert_db, timeout_s=10.0)
-    start = time.monotonic()
-    results = exec_match_all(runaway, _COUNT, concert_db, timeout_s=10.0)
-    elapsed = time.monotonic() - start
-    assert {r.error for r in results.values()} == {"timeout"}
-    assert 10.0 <= elapsed < 15.0, elapsed
 
 
 # --- exact match, hand-checked -----------------------------------------------------------------------

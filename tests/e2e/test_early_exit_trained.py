@@ -18,7 +18,7 @@ from test_lm_eval_cli import BIN, TASKS, installed, read_outputs, run  # noqa: F
 
 from lm_eval_diffusion.harness import DiffusionLM
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GEN = 64
 
 
@@ -88,6 +88,7 @@ def test_trained_model_texts_equal_without_early_exit(bench, trained, family, un
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_lm_eval_command_same_samples_with_and_without_early_exit(installed, trained, tmp_path):
     """The plain `lm_eval --model llada_diffusion` command: identical --log_samples outputs with early exit
     on and off; the results JSON records the settings and the row-forwards, and threshold mode finishes."""

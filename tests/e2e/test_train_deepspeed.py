@@ -21,9 +21,9 @@ from train_helpers import flags, write_jsonl
 from dllm_jepa_train.config import load_config
 from dllm_jepa_train.build import build_trainer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 MAIN = PROJECT / "dllm_jepa_train" / "main.py"
 CONFIGS = PROJECT / "dllm_jepa_train" / "configs"
 COMMON = ["--optim.max_steps", "5", "--optim.grad_accum", "2", "--run.save_every", "2", "--anchor.l2_lambda", "0.5"]

@@ -21,7 +21,7 @@ from dllm_jepa_train.analysis.probe import ProbeSettings, document_mask, num_mas
 from dllm_jepa_train.analysis.stats import mean_std, pearson
 from dllm_jepa_train.objectives import collapse_stats
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TINY_TASK = PROJECT_ROOT / "tests" / "assets" / "tiny_task"
 DOCS = [
     "The quick brown fox jumps over the lazy dog. 0123456789",
@@ -429,6 +429,7 @@ def test_compare_without_run_config_asks_for_a_label(lm_eval_outputs, tmp_path):
 
 
 # -------------------------------------------------------------------------------------- bad input (CLI)
+@pytest.mark.subprocess
 def test_bad_input_exits_2_with_a_clear_message(tiny_checkpoints, tmp_path):
     from dllm_jepa_train.toy.models import build_tiny_checkpoint, build_tokenizer
 

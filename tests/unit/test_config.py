@@ -23,7 +23,7 @@ from dllm_jepa_train.config import (
 from dllm_jepa_train import config as config_module
 from dllm_jepa_train.main import main
 
-CONFIGS = Path(__file__).resolve().parents[1] / "dllm_jepa_train" / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "dllm_jepa_train" / "configs"
 TOY_CONFIGS = CONFIGS.parent / "toy" / "configs"  # the demo's stages
 PAPER = [f"{task}_{kind}" for task in TASKS for kind in ("baseline", "jepa")]
 WIDE_T = ["gsm8k_widet_baseline", "gsm8k_widet_jepa", "gsm8k_widet_l2anchor"]

@@ -4,10 +4,7 @@ the written configs and scripts; and (slow) a 2 x 2 grid run through its own lau
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,7 @@ import pytest
 from dllm_jepa_train.config import load_config
 from dllm_jepa_train.sweep import main
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 CONFIGS = PROJECT / "dllm_jepa_train" / "configs"
 TINY = str(CONFIGS / "tiny_jepa.yaml")
 GRID_2X2 = ["--config", TINY, "--grid", "jepa.lambda=0.5,1", "--grid", "jepa.predictor_depth=1,2"]
@@ -115,37 +112,3 @@ def test_a_dev_slice_gets_its_own_eval_script(tmp_path):
         assert args[args.index("--output_path") + 1] == str(out / "eval_dev" / run_dir.name)
 
 
-@pytest.mark.slow
-def test_a_2x2_grid_runs_through_launch_sh_and_eval_sh_and_compare_prints_the_table(tmp_path, tiny_checkpoints):
-    """CI budget: 5 tiny runs of 2 optimizer steps under the deepspeed launcher, 5 lm_eval runs on 2 docs:
-    6.4 min on 2 shared CPU cores, nearly all of it the start-up of 10 launcher / accelerate processes."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from train_helpers import write_jsonl
-
-    data = write_jsonl(tmp_path / "train.jsonl")
-    out = tmp_path / "sweep"
-    venv_bin = Path(sys.executable).parent
-    assert main([*GRID_2X2, "--seeds", "7", "--out", str(out), "--launcher-args", "--num_gpus 1 --master_port 29517",
-                 "--set", f"model.pretrained={tiny_checkpoints['llada']}",
-                 "--set", "data.source=jsonl", "--set", f"data.path={data}", "--set", "data.max_length=48",
-                 "--set", "optim.max_steps=2", "--set", "run.save_every=0", "--set", "jepa.collapse_every=0",
-                 "--eval-tasks", "tiny_echo", "--model-args", "steps=2,gen_length=4,block_length=4",
-                 "--eval-args", f"--include_path {PROJECT / 'tests/assets/tiny_task'} --limit 2 --device cpu",
-                 "--eval-launcher", "accelerate launch --cpu --num_processes 1"]) == 0
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "OMP_NUM_THREADS": "1",
-           "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    for script in ("launch.sh", "eval.sh"):
-        proc = subprocess.run(["bash", str(out / script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=1800, check=False)
-        assert proc.returncode == 0, (script, proc.stdout[-3000:], proc.stderr[-3000:])
-    assert len(list((out / "eval").rglob("results_*.json"))) == 5
-    proc = subprocess.run([sys.executable, "-m", "dllm_jepa_train.analysis", "compare", "--results", str(out / "eval"),
-                           "--out", str(out / "report")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "## Grid: jepa over λ × k, tiny_echo exact_match,none" in proc.stdout
-    assert "| λ \\ k | 1 | 2 |" in proc.stdout and "| 0.5 | " in proc.stdout and "| 1 | " in proc.stdout
-    report = json.loads((out / "report" / "compare.json").read_text())
-    (grid,) = report["grids"]
-    assert {(c["row"], c["col"]) for c in grid["cells"]} == {(0.5, 1), (0.5, 2), (1.0, 1), (1.0, 2)}
-    assert grid["baseline"]["n"] == 1 and (out / "report" / "grid_1.png").stat().st_size > 1024

@@ -16,7 +16,7 @@ import pytest
 
 from dllm_jepa_train.toy import synthetic
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 REAL_DATA = Path(os.environ.get("DLLM_JEPA_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 SCALE = 0.1  # every dataset at its floor or a tenth of its default size: ~0.3 s per generation
 

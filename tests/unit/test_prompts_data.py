@@ -130,6 +130,7 @@ def test_data_dir_resolution_order(tmp_path, monkeypatch):
     assert task_data.resolve_data_dir("hub") is None
 
 
+@pytest.mark.subprocess
 def test_hub_failure_offline_gives_the_clear_message(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != task_data.DATA_ENV}
     env.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(PROJECT_ROOT))

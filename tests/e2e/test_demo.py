@@ -12,7 +12,7 @@ import pytest
 
 from dllm_jepa_train.toy import demo
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,8 @@ STAGE_NAMES = [name for name, _ in demo.stages_for(demo.seeds_of(1))]
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.timeout(1500)  # the fixture runs the whole small demo (its own limit: 1,200 s)
 def test_small_demo_runs_every_stage_and_prints_the_summary(small_demo):
     root, proc = small_demo
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -61,6 +63,7 @@ def test_small_demo_runs_every_stage_and_prints_the_summary(small_demo):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_rerun_reuses_finished_stages(small_demo):
     root, first = small_demo
     assert first.returncode == 0

@@ -20,7 +20,7 @@ from dllm_jepa_train.engines import cosine_lr, memory_estimate
 from dllm_jepa_train.jepa import EmaTarget, NoHead
 from dllm_jepa_train.trainer import NonFiniteLossError
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 MAIN = PROJECT / "dllm_jepa_train" / "main.py"
 
 @pytest.fixture(autouse=True)
@@ -271,6 +271,7 @@ def test_remote_code_models_train_with_checkpointing_and_export_their_code(tmp_p
     assert load_backbone(str(final), probe_padding=False).spec.family == family
 
 
+@pytest.mark.subprocess
 def test_resume_after_sigkill_reaches_the_same_weights(tmp_path, tiny_checkpoints, jsonl):
     common = ["--optim.max_steps", "5", "--run.save_every", "2", "--optim.grad_accum", "2"]
     reference = trainer(tiny_checkpoints["llada"], jsonl, tmp_path / "reference", *common).train()
