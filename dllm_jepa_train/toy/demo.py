@@ -58,7 +58,9 @@ What was chosen to give the toy models a chance to learn, and why (measured on a
   docs per task.
 Nothing here is tuned to make either method win; whatever the two score is reported as it is, and
 the summary's closing lines say what a run shows. Measured (2-core CPU, seed 42, base -> baseline /
-JEPA): GSM8K 0.00 -> 0.80 / 0.38 and Django 0.00 -> 0.77 / 0.50 exact match; Spider and NL-RX stay at
+JEPA): GSM8K 0.00 -> 0.80 / 0.38 and Django 0.00 -> 0.77 / 0.50 exact match on the machine it was
+tuned on, 0.60 / 0.55 and 0.40 / 0.25 on another (AVX2; the same code gives the same pre-training there
+step for step, so the gap is the float order); Spider and NL-RX stay at
 about 0 (the answers have the right shape, the slot values are wrong). Across the variants tried on
 the way here the two methods' scores moved by 0.1 to 0.4 from one data draw to the next, in either
 direction: one seed says nothing about which method is better (`--seeds 3`).
