@@ -159,6 +159,16 @@ def _segments(sql: str) -> Iterator[tuple[str, str]]:
         yield m.lastgroup or "code", m.group()
 
 
+def _fenced_or_whole(text: str | None, caller: str) -> str:
+    """The first fenced block of a model output if it has one, else the whole output ("" for None)."""
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise TypeError(f"{caller} expects str or None, got {type(text).__name__}")
+    fenced = _FENCE_RE.search(text)
+    return text if fenced is None else fenced.group(1)
+
+
 def clean_sql(text: str | None) -> str:
     """Model output -> one SQL statement (our reading of "standard Spider cleaning").
 
@@ -167,13 +177,7 @@ def clean_sql(text: str | None) -> str:
     continues with the next example after a blank line, and Spider golds have no `;`); comments
     dropped, spaces collapsed outside literals.
     """
-    if text is None:
-        return ""
-    if not isinstance(text, str):
-        raise TypeError(f"clean_sql expects str or None, got {type(text).__name__}")
-    fenced = _FENCE_RE.search(text)
-    if fenced is not None:
-        text = fenced.group(1)
+    text = _fenced_or_whole(text, "clean_sql")
     parts: list[str] = []
     code: list[str] = []
     offset = 0
@@ -210,13 +214,7 @@ def semicolon_sql(text: str | None) -> str:
     breaks, blank lines and any prose before the `;` stay (so a 4-shot model's query followed by a blank
     line and the next example, with no `;`, fails), and the result is stripped of surrounding whitespace.
     """
-    if text is None:
-        return ""
-    if not isinstance(text, str):
-        raise TypeError(f"semicolon_sql expects str or None, got {type(text).__name__}")
-    fenced = _FENCE_RE.search(text)
-    if fenced is not None:
-        text = fenced.group(1)
+    text = _fenced_or_whole(text, "semicolon_sql")
     head = itertools.takewhile(lambda segment: segment[0] != "semicolon", _segments(text))
     return "".join(piece for _, piece in head).strip()
 

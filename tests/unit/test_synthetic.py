@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import io
 import json
-import os
 import random
 import re
 import sqlite3
@@ -13,20 +12,12 @@ import tokenize
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA, shared_data_or_skip
 
 from dllm_jepa_train.toy import synthetic
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-REAL_DATA = Path(os.environ.get("DLLM_JEPA_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 SCALE = 0.1  # every dataset at its floor or a tenth of its default size: ~0.3 s per generation
-
-
-def real_or_skip(*parts: str) -> Path:
-    """A path into the real data; skip only the comparison that needs it when the folder is absent."""
-    path = REAL_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"real task data not found at {path} (expected ../shared/data beside the project)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +112,7 @@ def test_arith_reference():
 
 
 def test_gsm8k_keys_match_the_real_release(data_dir):
-    real = json.loads(_lines(real_or_skip("gsm8k", "train.jsonl"))[0])
+    real = json.loads(_lines(shared_data_or_skip("gsm8k", "train.jsonl"))[0])
     for split in ("train", "test"):
         for line in _lines(data_dir / "gsm8k" / f"{split}.jsonl"):
             assert json.loads(line).keys() == real.keys()
@@ -148,7 +139,7 @@ def test_gsm8k_answers_are_one_right_step_and_the_final_answer(data_dir):
 
 
 def test_gsm8k_operators_are_the_releases(data_dir):
-    real = [json.loads(x)["answer"] for x in _lines(real_or_skip("gsm8k", "train.jsonl"))[:200]]
+    real = [json.loads(x)["answer"] for x in _lines(shared_data_or_skip("gsm8k", "train.jsonl"))[:200]]
     real_ops = {op for a in real for expr, _ in _ANNOTATION.findall(a) for op in re.findall(r"[^\d.\s()]", expr)}
     ours = {json.loads(x)["answer"].split()[1] for x in _lines(data_dir / "gsm8k" / "train.jsonl")}
     assert ours == {"+", "-", "*"} and ours <= real_ops
@@ -162,8 +153,8 @@ def _spider_records(data_dir: Path) -> list[dict]:
 
 
 def test_spider_keys_match_the_real_release(data_dir):
-    real = json.loads(real_or_skip("spider", "dev.json").read_text())[0]
-    real_schema = json.loads(real_or_skip("spider", "tables.json").read_text())[0]
+    real = json.loads(shared_data_or_skip("spider", "dev.json").read_text())[0]
+    real_schema = json.loads(shared_data_or_skip("spider", "tables.json").read_text())[0]
     for record in _spider_records(data_dir):
         assert list(record) == list(real)
         assert list(record["sql"]) == list(real["sql"])
@@ -179,8 +170,8 @@ def test_spider_serialisation_matches_the_real_files(data_dir):
     ours_tables = (data_dir / "spider" / "tables.json").read_text()
     assert json.dumps(json.loads(ours_dev), indent=4) == ours_dev
     assert json.dumps(json.loads(ours_tables), indent=3) == ours_tables
-    real_dev = real_or_skip("spider", "dev.json").read_text()
-    real_tables = real_or_skip("spider", "tables.json").read_text()
+    real_dev = shared_data_or_skip("spider", "dev.json").read_text()
+    real_tables = shared_data_or_skip("spider", "tables.json").read_text()
     assert json.dumps(json.loads(real_dev), indent=4) == real_dev
     assert json.dumps(json.loads(real_tables), indent=3) == real_tables
 
@@ -273,7 +264,7 @@ def test_query_tokens_follow_the_release_conventions(data_dir):
 
 
 def test_the_token_convention_holds_on_the_real_release():
-    real = json.loads(real_or_skip("spider", "dev.json").read_text())
+    real = json.loads(shared_data_or_skip("spider", "dev.json").read_text())
     # It holds for the real queries without string values or set operations (the release's own
     # tokeniser writes values inconsistently: 'France' as "'France", "'" but 'korea' as '"korea"').
     simple = [r for r in real if not re.search("['\";]| intersect | union ", r["query"].lower())
@@ -305,8 +296,8 @@ def test_nlrx_lines_are_aligned_and_regexes_use_only_the_real_characters(data_di
     src = _lines(data_dir / "nlrx" / "synth_src.txt")
     targ = _lines(data_dir / "nlrx" / "synth_targ.txt")
     assert len(src) == len(targ) == 100 and len(set(src)) == len(src)
-    real_targ = real_or_skip("nlrx", "synth_targ.txt").read_text()
-    real_src = real_or_skip("nlrx", "synth_src.txt").read_text()
+    real_targ = shared_data_or_skip("nlrx", "synth_targ.txt").read_text()
+    real_src = shared_data_or_skip("nlrx", "synth_src.txt").read_text()
     toy_letters = set("".join(synthetic._RX_WORDS))
     assert set("".join(targ)) <= (set(real_targ) - {"\n"}) | toy_letters
     # Every word of every description is one the release uses (same phrasing, same vocabulary), but
@@ -366,7 +357,7 @@ def test_nlrx_builders_reproduce_real_lines():
     ]
     for built, src, targ in cases:
         assert built == (src, targ)
-    src_path, targ_path = REAL_DATA / "nlrx" / "synth_src.txt", REAL_DATA / "nlrx" / "synth_targ.txt"
+    src_path, targ_path = SHARED_DATA / "nlrx" / "synth_src.txt", SHARED_DATA / "nlrx" / "synth_targ.txt"
     if not src_path.exists():
         pytest.skip(f"real NL-RX data not found at {src_path}; the hand-copied pairs were checked above")
     real = set(zip(_lines(src_path), _lines(targ_path)))
@@ -412,8 +403,8 @@ def test_django_lines_are_aligned_tokenised_and_parse(data_dir):
 
 
 def test_django_style_matches_the_real_files(data_dir):
-    real_annos = _lines(real_or_skip("django", "all.anno"))
-    real_codes = _lines(real_or_skip("django", "all.code"))
+    real_annos = _lines(shared_data_or_skip("django", "all.anno"))
+    real_codes = _lines(shared_data_or_skip("django", "all.code"))
     assert len(real_annos) == len(real_codes) == synthetic.DJANGO_REAL_NUM_LINES
     # Most real annotations start with exactly two spaces, most code lines with 1-4 spaces or more.
     assert sum(a.startswith("  ") and not a.startswith("   ") for a in real_annos) > 0.99 * len(real_annos)
