@@ -16,7 +16,8 @@ its form alone (`plugin_prefix`): a lowercase prefix of two or more characters, 
 (`org/model`) and ordinary paths do not have that form (write `./toy:x` for a folder named like one).
 
 What a name stands for is written into the run folder, at fixed places (DATA_DIR, MODEL_DIR), so an
-analysis of a finished run finds it there without running the plug-in again.
+analysis of a finished run finds it there without running the plug-in again (its resolver still maps a
+data name to its task: `data_source`).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ What was chosen to give the toy models a chance to learn, and why (measured on a
   every template keeps most of its slot values for training (uncapped, the held-out items used up
   the small templates, and the model memorised the few lines training still showed). Test
   items never appear verbatim in any training data: held-out items are chosen first and unique,
-  training and corpus draws skip them (checked in tests/test_synthetic.py).
+  training and corpus draws skip them (checked in tests/unit/test_synthetic.py).
 - Pre-training: the corpus mixes task pairs written as the prompts put them, newlines as spaces
   ("Question: ... Answer: 3 + 4 = 7 #### 7", "Description: ... Regex: ...", with training items but
   never a held-out one) with general sentences, so the base knows the tasks' kind of text and can do a
