@@ -23,14 +23,20 @@ if TYPE_CHECKING:
 DATA_MARKER = "README.md"  # written last by synthetic.generate_all: its presence means the folder is complete
 
 
+def toy_task(source: str) -> str:
+    """'toy:<task>' -> <task>; ValueError naming the allowed toy sources for any other name."""
+    task = toy_name(source)
+    if task not in TOY_DATA:
+        raise ValueError(f"data.source {source!r}: allowed toy sources are "
+                         f"{', '.join(TOY_PREFIX + t for t in TOY_DATA)}")
+    return task
+
+
 def prepare_data(source: str, out_dir: Path, seed: int, scale: float) -> tuple[str, Path]:
     """'toy:<task>' -> (<task>, data folder), generating the synthetic data into `out_dir` once."""
     from dllm_jepa_train.toy.synthetic import generate_all
 
-    task = toy_name(source)
-    if task not in TOY_DATA:
-        raise ValueError(f"data.source {source!r}: allowed toy sources are "
-                         f"{', '.join('toy:' + t for t in TOY_DATA)}")
+    task = toy_task(source)
     if not (out_dir / DATA_MARKER).is_file():
         generate_all(out_dir, seed=seed, scale=scale)
     return task, out_dir
@@ -60,10 +66,7 @@ class ToyResolver:
         return tuple(TOY_PREFIX + n for n in {"model": TOY_MODELS, "data": TOY_DATA}[kind])
 
     def data_source(self, name: str) -> str:
-        task = toy_name(name)
-        if task not in TOY_DATA:
-            raise ValueError(f"data.source {name!r}: allowed toy sources are {', '.join(self.names('data'))}")
-        return task
+        return toy_task(name)
 
     def prepare_data(self, name: str, out_dir: Path, data: DataConfig) -> None:
         prepare_data(name, out_dir, data.generate_seed, data.generate_scale)
