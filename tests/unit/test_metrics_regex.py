@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lm_eval_diffusion.metrics import regex as rx
+from lm_eval_diffusion.metrics.regex import automata, syntax
 from lm_eval_diffusion.metrics.regex import (
     RANDOM_ALPHABET,
     Chars,
@@ -329,7 +330,7 @@ def test_syntax_errors_carry_positions(pattern: str, position: int) -> None:
 
 
 def test_parser_is_iterative_for_10000_nested_groups(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rx, "MAX_PATTERN_CHARS", 100_000)
+    monkeypatch.setattr(syntax, "MAX_PATTERN_CHARS", 100_000)
     assert parse("(" * 10_000 + "a" + ")" * 10_000) == Chars(((97, 97),))
     with pytest.raises(RegexSyntaxError):
         parse("(" * 10_000 + "a")
@@ -370,7 +371,7 @@ def test_hostile_predictions_score_zero_quickly(name: str) -> None:
     pred = HOSTILE[name]
     gold = "(.*[0-9].*)&(.*[a-z].*)"
     for metric in (dfa_match, func_match, exact_match):
-        rx._compile_pair.cache_clear()  # time the full work, not a cached verdict
+        automata._compile_pair.cache_clear()  # time the full work, not a cached verdict
         start = time.perf_counter()
         verdict = metric(pred, gold)
         elapsed = time.perf_counter() - start
@@ -386,7 +387,7 @@ def test_a_prediction_alphabet_cannot_make_the_gold_raise() -> None:
     pred = HOSTILE["many_classes"]
     gold = ".*[0-9].{8}"
     for metric in (dfa_match, func_match):
-        rx._compile_pair.cache_clear()
+        automata._compile_pair.cache_clear()
         start = time.perf_counter()
         assert metric(pred, gold) is False
         assert time.perf_counter() - start < HOSTILE_SECONDS
@@ -397,9 +398,9 @@ def test_a_prediction_alphabet_cannot_make_the_gold_raise() -> None:
 def test_over_cap_prediction_fails_even_when_equivalent(monkeypatch: pytest.MonkeyPatch) -> None:
     pred = "(.*a.{5})|~(.*a.{5})"  # all strings, through two 64-state DFAs
     assert dfa_match(pred, ".*")
-    monkeypatch.setattr(rx, "MAX_DFA_STATES", 40)
-    rx._compile_pair.cache_clear()
-    rx._compile_one.cache_clear()
+    monkeypatch.setattr(automata, "MAX_DFA_STATES", 40)
+    automata._compile_pair.cache_clear()
+    automata._compile_one.cache_clear()
     assert not dfa_match(pred, ".*")
     assert not func_match(pred, ".*")
     assert not func_match_targeted(pred, ".*")
