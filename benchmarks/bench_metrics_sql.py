@@ -19,6 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))  # run from a checkout without installing the package
 
 from lm_eval_diffusion.metrics import sql as sqlm  # noqa: E402
+from lm_eval_diffusion.metrics.sql import execution  # noqa: E402
 
 TARGET_EXEC_S = 30.0
 NUM_EXPECTED = 972
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if len(items) != NUM_EXPECTED:
         print(f"warning: {len(items)} dev questions have a database, expected {NUM_EXPECTED}", file=sys.stderr)
 
-    sqlm._gold_result.cache_clear()  # cold cache: every gold is executed once, every prediction once
+    execution._gold_result.cache_clear()  # cold cache: every gold is executed once, every prediction once
     start = time.perf_counter()
     num_exec_match = sum(sqlm.exec_match(gold, gold, db).match for _, gold, db in items)
     exec_s = time.perf_counter() - start

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from lm_eval_diffusion.metrics import sql as sqlm
+from lm_eval_diffusion.metrics.sql import execution
 from lm_eval_diffusion.metrics.sql import (
     ExecResult,
     clean_sql,
@@ -136,9 +137,9 @@ def test_dev_golds_with_flipped_direction_do_not_exact_match(spider):
 def test_gold_results_are_cached(concert_db):
     gold = "SELECT country FROM singer WHERE age > 30"
     exec_match(gold, gold, concert_db)
-    hits = sqlm._gold_result.cache_info().hits
+    hits = execution._gold_result.cache_info().hits
     assert exec_match("SELECT country FROM singer WHERE age > 31", gold, concert_db).match
-    assert sqlm._gold_result.cache_info().hits == hits + 1
+    assert execution._gold_result.cache_info().hits == hits + 1
 
 
 # --- execution match: equivalences and differences ------------------------------------------------
@@ -387,7 +388,7 @@ def test_statements_that_write_elsewhere_create_nothing(sandbox_copy, tmp_path):
 
 
 def test_result_byte_budget(concert_db, monkeypatch):
-    monkeypatch.setattr(sqlm, "RESULT_MAX_BYTES", 1 << 20)
+    monkeypatch.setattr(execution, "RESULT_MAX_BYTES", 1 << 20)
     result = exec_match("SELECT zeroblob(60000) FROM singer AS a, singer AS b", GOLD, concert_db)  # 2.2 MB
     assert result == ExecResult(False, "result_too_large")
     assert exec_match("SELECT zeroblob(60000) FROM singer AS a, singer AS b LIMIT 10", GOLD, concert_db).error is None
@@ -566,7 +567,7 @@ def test_exec_match_all_rejects_unknown_cleanings(concert_db):
     ],
 )
 def test_execution_key_merges_only_what_sqlite_runs_alike(concert_db, a, b, same):
-    assert (sqlm._execution_key(a) == sqlm._execution_key(b)) is same
+    assert (execution._execution_key(a) == execution._execution_key(b)) is same
 
     def outcome(sql: str) -> object:
         try:
@@ -581,21 +582,21 @@ def test_execution_key_merges_only_what_sqlite_runs_alike(concert_db, a, b, same
 
 def test_execution_key_keeps_statements_over_the_length_limit_apart():
     long = "SELECT 1" + " " * sqlm.SQL_MAX_CHARS
-    assert sqlm._execution_key(long) != sqlm._execution_key("SELECT 1")
-    assert sqlm._execution_key(long)[0] == sqlm._execution_key("SELECT 1")[0]
+    assert execution._execution_key(long) != execution._execution_key("SELECT 1")
+    assert execution._execution_key(long)[0] == execution._execution_key("SELECT 1")[0]
 
 
 def test_each_distinct_statement_runs_once_per_prediction(concert_db, monkeypatch):
     timeout_s = 0.5
     exec_match(_COUNT, _COUNT, concert_db, timeout_s=timeout_s)  # the gold's rows are cached from here on
     ran: list[str] = []
-    real_execute = sqlm._execute
+    real_execute = execution._execute
 
     def counting_execute(db_path, sql, deadline, max_rows):
         ran.append(sql)
         return real_execute(db_path, sql, deadline, max_rows)
 
-    monkeypatch.setattr(sqlm, "_execute", counting_execute)
+    monkeypatch.setattr(execution, "_execute", counting_execute)
     runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)\nSELECT count(*) FROM c;"
     cases = {  # prediction: (statements run, clean, semicolon, raw matches)
         _COUNT: (1, True, True, True),
