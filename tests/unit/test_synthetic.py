@@ -15,6 +15,10 @@ import pytest
 from conftest import SHARED_DATA, shared_data_or_skip
 
 from dllm_jepa_train.toy import synthetic
+from dllm_jepa_train.toy.synthetic import common as syn_common
+from dllm_jepa_train.toy.synthetic import django as syn_django
+from dllm_jepa_train.toy.synthetic import gsm8k as syn_gsm8k
+from dllm_jepa_train.toy.synthetic import nlrx as syn_nlrx
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCALE = 0.1  # every dataset at its floor or a tenth of its default size: ~0.3 s per generation
@@ -131,7 +135,7 @@ def test_gsm8k_answers_are_one_right_step_and_the_final_answer(data_dir):
         assert final == f"#### {c}"
         # One operand is the question's only digit, the other is written as a word (closed vocabularies).
         assert re.findall(r"\d", row["question"]) == [b if op == "*" else a], row["question"]
-        word = synthetic._NUMBER_WORDS[int(a if op == "*" else b)]
+        word = syn_gsm8k._NUMBER_WORDS[int(a if op == "*" else b)]
         assert re.search(rf"\b{word}\b", row["question"]), row["question"]
     assert ops == {"+", "-", "*"}
     questions = [r["question"] for r in rows]
@@ -298,12 +302,12 @@ def test_nlrx_lines_are_aligned_and_regexes_use_only_the_real_characters(data_di
     assert len(src) == len(targ) == 100 and len(set(src)) == len(src)
     real_targ = shared_data_or_skip("nlrx", "synth_targ.txt").read_text()
     real_src = shared_data_or_skip("nlrx", "synth_src.txt").read_text()
-    toy_letters = set("".join(synthetic._RX_WORDS))
+    toy_letters = set("".join(syn_nlrx._RX_WORDS))
     assert set("".join(targ)) <= (set(real_targ) - {"\n"}) | toy_letters
     # Every word of every description is one the release uses (same phrasing, same vocabulary), but
     # for the names of the toy's extra strings.
-    extra = {f"'{w}'{end}" for w in synthetic._RX_WORDS for end in ("", ",")} - set(real_src.split())
-    assert {w.rstrip(",") for w in extra} == {f"'{w}'" for w in synthetic._RX_WORDS[4:]}
+    extra = {f"'{w}'{end}" for w in syn_nlrx._RX_WORDS for end in ("", ",")} - set(real_src.split())
+    assert {w.rstrip(",") for w in extra} == {f"'{w}'" for w in syn_nlrx._RX_WORDS[4:]}
     assert {w for s in src for w in s.split()} <= set(real_src.split()) | extra
     # The release has no newline after its last line; the loaders rely on split("\n") either way.
     assert not real_targ.endswith("\n")
@@ -325,7 +329,7 @@ def test_nlrx_regexes_are_well_formed(data_dir):
 
 
 def test_nlrx_builders_reproduce_real_lines():
-    S = synthetic
+    S = syn_nlrx
     letter, capital = S._Rx("a letter", "[A-Za-z]"), S._Rx("a capital letter", "[A-Z]")
     lower = S._Rx("a lower-case letter", "[a-z]")
     vowel, number, char = S._Rx("a vowel", "[AEIOUaeiou]"), S._Rx("a number", "[0-9]"), S._Rx("a character", ".")
@@ -426,23 +430,23 @@ def test_held_out_items_leave_every_template_most_of_its_lines():
     def template(item: tuple[str]) -> str:
         return item[0].split(" ")[0]
 
-    held_out, train = synthetic._draw_held_out_first(draw, template, 40, 400, "toy", random.Random(1))
+    held_out, train = syn_common._draw_held_out_first(draw, template, 40, 400, "toy", random.Random(1))
     keys = {k for (k,) in held_out}
     assert len(keys) == 40 and not keys & {k for (k,) in train}
     assert sum(k.startswith("small") for k in keys) == 4  # the cap, reached: half of each draw is small
     assert {k for (k,) in train if k.startswith("small")} == {f"small {i}" for i in range(8)} - keys
     with pytest.raises(ValueError, match="at most half"):
-        synthetic._draw_held_out_first(lambda: (f"x {rng.randrange(30)}",), template, 20, 10, "toy", random.Random(1))
+        syn_common._draw_held_out_first(lambda: (f"x {rng.randrange(30)}",), template, 20, 10, "toy", random.Random(1))
 
 
 def test_django_training_shows_every_template_with_most_of_its_names(tmp_path):
     """At the demo's scale every one-name Django template keeps at least half of its variable names in
     training, so a test line is a new combination of a template and a name both seen in training."""
-    synthetic._write_django(tmp_path, random.Random(0), 700)
+    syn_django._write_django(tmp_path, random.Random(0), 700)
     annos = [a.strip() for a in _lines(tmp_path / "django" / "all.anno")]
     train_range = synthetic.django_split_bounds(len(annos))[0]
-    names = set(synthetic._DJ_VARS)
-    other_slots = {*synthetic._DJ_FUNCS, *synthetic._DJ_IMPORTS, *synthetic._DJ_EXCEPTIONS}
+    names = set(syn_django._DJ_VARS)
+    other_slots = {*syn_django._DJ_FUNCS, *syn_django._DJ_IMPORTS, *syn_django._DJ_EXCEPTIONS}
 
     def shape(anno: str) -> tuple[str, str | None]:
         words = anno.rstrip(".,").split(" ")
