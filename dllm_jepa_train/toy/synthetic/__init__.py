@@ -137,7 +137,7 @@ Django releases so the same loaders read both. Numbers from this data say nothin
 
 def main(argv: Iterable[str] | None = None) -> None:
     """Command line: python -m dllm_jepa_train.toy.synthetic --out DIR [--seed 0] [--scale 1.0]."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m dllm_jepa_train.toy.synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="directory to write (created if missing)")
     parser.add_argument("--seed", type=int, default=0, help="same seed, byte-identical files")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every dataset size")
