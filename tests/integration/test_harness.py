@@ -182,6 +182,29 @@ def test_generation_length_comes_from_max_gen_toks_rounded_to_blocks(tiny_checkp
     assert "gen_length 10 rounded up to 16" in caplog.text
 
 
+@pytest.mark.parametrize("name", ["llada", "llada_nopad"])
+def test_batches_run_longest_canvas_first_then_longest_prompt_first(tiny_checkpoints, name):
+    """The order batches run in: canvas length descending, then prompt length descending, then request
+    order; batch_size at most, one canvas length per batch, and one prompt length where padding is ignored."""
+    lm = make_lm(tiny_checkpoints[name], steps=8, block_length=8, batch_size=3)
+    seen = []
+    lm._generate_token_ids = lambda prompts, gen_length, *rest: (
+        seen.append((gen_length, [tuple(p) for p in prompts])) or ([[]] * len(prompts), [0] * len(prompts)))
+    contexts = ["dog", "The quick brown fox", "0123456789", "cat", "Answer:", "dog", "SELECT name FROM t"]
+    requests = [Request(c, {"max_gen_toks": n}) for c, n in zip(contexts, (8, 16, 8, 16, 8, 8, 16))]
+    lm.generate_until(requests)
+    items = sorted(((-r.args[1]["max_gen_toks"], -len(lm.tok_encode(r.args[0])), i) for i, r in enumerate(requests)))
+    expected, group = [], None
+    for neg_gen, neg_len, i in items:
+        key = (neg_gen, neg_len if not lm.backbone.honours_padding else 0)
+        if key != group or len(expected[-1][1]) == 3:
+            expected.append((-neg_gen, []))
+            group = key
+        expected[-1][1].append(tuple(lm.tok_encode(contexts[i])))
+    assert seen == expected
+    assert [gen for gen, _ in seen][:1] == [16] and len(seen) == (3 if lm.backbone.honours_padding else 6)
+
+
 def test_unsupported_kwargs_warn_once_and_long_prompts_are_truncated(tiny_checkpoints, caplog):
     lm = make_lm(tiny_checkpoints["llada"], max_length=40, **GEN)
     prompts = []
