@@ -9,8 +9,11 @@ Smallest CPU run (tiny checkpoint from `dllm_jepa_train.toy.models`, task from t
 Data parallel: `accelerate launch -m lm_eval ...` or `torchrun --nproc_per_node N -m lm_eval ...`;
 each process evaluates its shard and lm-eval gathers the scores through this class's collectives.
 
-Requests are handled here (batching, stops, truncation, ranks); the algorithms live in `sampler.py`
-(generation) and `likelihood.py` (Monte-Carlo ELBO), the checkpoint facts in `backbone.py`.
+Requests are handled here on lm-eval's own machinery (`TemplateLM` encodes loglikelihood pairs,
+`Collator` sorts, groups and restores generate_until's order); what is specific to a diffusion LM lives
+beside it: the algorithms in `sampler.py` (generation) and `likelihood.py` (Monte-Carlo ELBO), stop
+cuts and the early-exit test in `stops.py`, the checkpoint facts in `backbone.py`, the process group
+and collectives in `distributed.py` (shared with the trainer).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import os
 import zlib
 from dataclasses import dataclass, fields
 from functools import partial
-from typing import Any, get_type_hints
+from typing import Any, NamedTuple, get_type_hints
 
 import torch
-from lm_eval.api.model import LM
+from lm_eval.api.model import TemplateLM
+from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
+from lm_eval_diffusion import distributed
 from lm_eval_diffusion.backbone import FAMILIES, Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
 from lm_eval_diffusion.coerce import CoercionError, coerce
 from lm_eval_diffusion.likelihood import elbo, single_token_logprobs
@@ -39,6 +44,7 @@ from lm_eval_diffusion.sampler import (
     dream_generate,
     llada_generate,
 )
+from lm_eval_diffusion.stops import cut_text, until_exit_check, until_first
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +145,22 @@ def _merge_cli(model_args: dict[str, Any], cli: dict[str, Any] | None) -> dict[s
     return merged
 
 
-class DiffusionLM(LM):
+class _GenRequest(NamedTuple):
+    """One generate_until request as the batching sees it."""
+
+    index: int  # position in the caller's list
+    prompt: list[int]
+    until: list[str]
+    gen_length: int  # canvas length
+    seed: int  # of this request's sampling noise
+
+
+def _longest_canvas_first(item: _GenRequest) -> tuple[int, int, int]:
+    # The first batch shows the worst case (memory, time); ties keep the request order.
+    return -item.gen_length, -len(item.prompt), item.index
+
+
+class DiffusionLM(TemplateLM):
     """lm-eval adapter: generate_until through the iterative-unmasking sampler, loglikelihood as an ELBO."""
 
     def __init__(self, **model_args: Any) -> None:
@@ -147,8 +168,8 @@ class DiffusionLM(LM):
         args, given = DiffusionLMArgs.from_kwargs(model_args)
         self.args = args
         self._warned: set[str] = set()
-        self._rank, self._world_size, device = _setup_distributed(args.device)
-        self._device = device
+        dist_info, device = distributed.init_evaluation(resolve_device(args.device))
+        self._rank, self._world_size, self._device = dist_info.rank, dist_info.world_size, device
         self.backbone: Backbone = load_backbone(
             args.pretrained,
             family=args.family,
@@ -209,43 +230,40 @@ class DiffusionLM(LM):
         return self._device
 
     def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Concatenate `tensor` (0-d tensors become length 1) from every rank, in rank order."""
+        """Concatenate `tensor` (flattened; 0-d becomes length 1) from every rank, in rank order."""
         if self._world_size == 1:
             return tensor
-        import torch.distributed as dist
-
-        local = tensor.to(self._device).reshape(-1)
-        parts = [torch.empty_like(local) for _ in range(self._world_size)]
-        dist.all_gather(parts, local)
-        return torch.cat(parts)
+        return distributed.all_gather_rows(tensor.to(self._device).reshape(-1))
 
     def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
         """Every rank's `obj` as a list on rank `dst`; None elsewhere."""
-        if self._world_size == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        out = [None] * self._world_size if self._rank == dst else None
-        dist.gather_object(obj, out, dst=dst)
-        return out
+        return distributed.gather_object(obj, dst)
 
     def barrier(self) -> None:
         """Wait for every rank."""
-        if self._world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+        distributed.barrier()
 
     # ---- tokenisation ----------------------------------------------------------------------------
+    @property
+    def eot_token_id(self) -> int:
+        """The checkpoint's EOS (lm-eval's name for it)."""
+        return self.backbone.spec.eos_id
+
     @property
     def prefix_token_id(self) -> int:
         """Stands in for an empty context: BOS when the tokenizer has one, else EOS (lm-eval's convention)."""
         bos = self.tokenizer.bos_token_id
-        return int(bos) if bos is not None else self.backbone.spec.eos_id
+        return int(bos) if bos is not None else self.eot_token_id
 
-    def tok_encode(self, text: str) -> list[int]:
-        """Token ids of `text` encoded as the trainer encodes prompts (`encode_prompt`)."""
-        return encode_prompt(self.tokenizer, text, bool(self.args.add_bos_token))
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
+        """Token ids of `string` encoded as the trainer encodes prompts (`encode_prompt`), never with a
+        trailing special token; BOS first when `add_special_tokens` is None and model_arg add_bos_token
+        is set, or when it is True and the tokenizer has a BOS."""
+        if add_special_tokens is None:
+            add_bos = bool(self.args.add_bos_token)
+        else:
+            add_bos = add_special_tokens and self.tokenizer.bos_token_id is not None
+        return encode_prompt(self.tokenizer, string, add_bos)
 
     @property
     def tokenizer_name(self) -> str:
@@ -340,7 +358,10 @@ class DiffusionLM(LM):
         row_forwards = torch.zeros(len(prompts), dtype=torch.long, device=self._device)
         exit_check = None
         if untils is not None and any(any(u) for u in untils):
-            exit_check = partial(self._until_exit_check, untils)
+            exit_check = partial(
+                until_exit_check, untils, mask_id=spec.mask_id, stop_ids=spec.stop_ids, decode=self._decode,
+                cleans_up_spaces=bool(getattr(self.tokenizer, "clean_up_tokenization_spaces", False)),
+            )
         common = {"mask_id": spec.mask_id, "attention_mask": attention_mask, "stop_ids": spec.stop_ids,
                   "generator": generators, "exit_check": exit_check, "row_forwards": row_forwards}
         config = self._sampler_config(gen_length)
@@ -349,43 +370,18 @@ class DiffusionLM(LM):
                                     eot_ids=self.eot_ids, **common)
         else:
             canvas = dream_generate(self.backbone.logits, ids.to(self._device), config, **common)
-        generated = [_until_first(row, spec.mask_id) for row in canvas[:, P:].tolist()]
+        generated = [until_first(row, spec.mask_id) for row in canvas[:, P:].tolist()]
         return generated, row_forwards.tolist()
 
-    def _until_exit_check(self, untils: list[list[str]], rows: torch.Tensor, generated: torch.Tensor,
-                          is_done: torch.Tensor) -> torch.Tensor:
-        """`exit_check` for the sampler: also done, a row whose committed prefix is cut by its `until`."""
-        mask_id = self.backbone.spec.mask_id
-        stop_ids = set(self.backbone.spec.stop_ids)
-        done = is_done.tolist()  # host sync: the `until` strings are text
-        for r, (row, ids) in enumerate(zip(rows.tolist(), generated.tolist())):
-            if done[r] or not any(untils[row]):
-                continue
-            prefix = _until_first(ids, mask_id)
-            if not any(tok in stop_ids for tok in prefix):
-                done[r] = self._until_decides(prefix, untils[row])
-        return torch.tensor(done, dtype=torch.bool, device=is_done.device)
-
-    def _until_decides(self, prefix: list[int], until: list[str]) -> bool:
-        """True when `postprocess` returns the same text for `prefix` (ids, no stop id) and for every
-        continuation of it: an `until` cut inside the text that no later token can move.
-
-        Decoding is taken to be prefix-stable except at the boundary: the text of all tokens but the
-        last (less trailing U+FFFD of a split UTF-8 character, and one more character when the tokenizer
-        cleans up spaces, which can delete the space before a boundary) must begin the text of any
-        continuation; it is checked against the text of `prefix` itself.
-        """
-        if len(prefix) < 2:
-            return False
-        decode = partial(self.tokenizer.decode, skip_special_tokens=False)
-        stable = decode(prefix[:-1]).rstrip("\ufffd")
-        if getattr(self.tokenizer, "clean_up_tokenization_spaces", False):
-            stable = stable[:-1]
-        return decode(prefix).startswith(stable) and until_cut_if_decided(stable, until) is not None
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def _request_settings(self, gen_kwargs: dict[str, Any]) -> tuple[list[str], int]:
         """A request's stop strings and generation length; warns once about kwargs it cannot honour."""
         kwargs = dict(gen_kwargs or {})
+        # Not lm-eval's handle_stop_sequences, which appends the EOS string to `until`: `postprocess` cuts
+        # at the first EOS / EOT id before decoding (the sampler's early exit reads the same ids), so the
+        # EOS text is no stop string here; as one it would also cut where ordinary tokens spell it.
         until = kwargs.pop("until", None)
         if isinstance(until, str):
             until = [until]
@@ -429,13 +425,7 @@ class DiffusionLM(LM):
         """Cut at the first stop id, decode, cut at the earliest `until` string, drop special tokens."""
         stop_ids = set(self.backbone.spec.stop_ids)
         end = next((i for i, tok in enumerate(generated) if tok in stop_ids), len(generated))
-        text = self.tokenizer.decode(generated[:end], skip_special_tokens=False)
-        for stop in until:
-            if stop:
-                text = text.split(stop, 1)[0]
-        for token in self.tokenizer.all_special_tokens:
-            text = text.replace(token, "")
-        return text
+        return cut_text(self._decode(generated[:end]), until, self.tokenizer.all_special_tokens)
 
     def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
         """Generated text per request, in request order; see `postprocess` for stop handling.
@@ -454,40 +444,38 @@ class DiffusionLM(LM):
             key = json.dumps([context, gen_length])
             occurrences[key] = occurrences.get(key, -1) + 1
             seed = zlib.crc32(json.dumps([self.args.seed, prompt, gen_length, occurrences[key]]).encode())
-            items.append((index, prompt, until, gen_length, seed))
+            items.append(_GenRequest(index, prompt, until, gen_length, seed))
         padding_ok = self.backbone.honours_padding
-
-        def group_key(item: tuple) -> tuple[int, int]:
-            # A model that ignores padding only ever sees batches of equal-length prompts.
-            return item[3], 0 if padding_ok else len(item[1])
-
-        # Longest canvas first, so the first batch shows the worst case (memory, time); this order also
-        # keeps every group contiguous.
-        items.sort(key=lambda item: (-item[3], -len(item[1]), item[0]))
-        results: list[str | None] = [None] * len(requests)
+        # Collator runs its groups in first-appearance order, ascending within each: pre-sorted by the same
+        # key, the longest canvas comes first. A model that ignores padding sees equal-length prompts only.
+        ordered = sorted(items, key=_longest_canvas_first)
+        collator = Collator(
+            ordered, sort_fn=_longest_canvas_first, group_by="gen_kwargs",
+            group_fn=lambda item: {"gen": item.gen_length, "prompt": 0 if padding_ok else len(item.prompt)},
+        )
+        texts: list[str] = []
         forwards: dict[str, list[int]] = {}  # task -> [requests, row-forwards, row-forwards of the full loop]
         bar = tqdm(total=len(requests), desc="generate_until", disable=disable_tqdm or self._rank != 0)
-        start = 0
-        while start < len(items):
-            end = start
-            key = group_key(items[start])
-            while end < len(items) and end - start < self.batch_size and group_key(items[end]) == key:
-                end += 1
-            batch = items[start:end]
+        for batch in collator.get_batched(n=self.batch_size):
             generated, row_forwards = self._generate_token_ids(
-                [item[1] for item in batch], batch[0][3], [item[2] for item in batch], [item[4] for item in batch])
+                [item.prompt for item in batch], batch[0].gen_length, [item.until for item in batch],
+                [item.seed for item in batch])
             full_loop = self._full_loop_row_forwards()
-            for (index, _, until, _, _), ids, spent in zip(batch, generated, row_forwards):
-                results[index] = self.postprocess(ids, until)
-                self.cache_hook.add_partial("generate_until", requests[index].args, results[index])
-                counts = forwards.setdefault(getattr(requests[index], "task_name", None) or "unnamed", [0, 0, 0])
+            for item, ids, spent in zip(batch, generated, row_forwards):
+                texts.append(self.postprocess(ids, item.until))
+                request = requests[item.index]
+                self.cache_hook.add_partial("generate_until", request.args, texts[-1])
+                counts = forwards.setdefault(getattr(request, "task_name", None) or "unnamed", [0, 0, 0])
                 counts[0] += 1
                 counts[1] += spent
                 counts[2] += full_loop
             bar.update(len(batch))
-            start = end
         bar.close()
         self._report_row_forwards(forwards)
+        # get_original undoes the collator's order (back to `ordered`); each item's index undoes the pre-sort.
+        results: list[str] = [""] * len(requests)
+        for item, text in zip(ordered, collator.get_original(texts)):
+            results[item.index] = text
         return results
 
     def _full_loop_row_forwards(self) -> int:
@@ -500,12 +488,7 @@ class DiffusionLM(LM):
         Every rank calls generate_until once per lm-eval run (lm-eval pads uneven shards), so the
         gather here is matched on every rank.
         """
-        gathered = [forwards]
-        if self._world_size > 1:
-            import torch.distributed as dist
-
-            gathered = [None] * self._world_size
-            dist.all_gather_object(gathered, forwards)
+        gathered = distributed.all_gather_object(forwards)
         for part in gathered:
             for task, (num_requests, spent, full_loop) in part.items():
                 total = self._row_forwards.setdefault(task, {"requests": 0, "row_forwards": 0,
@@ -526,16 +509,29 @@ class DiffusionLM(LM):
 
     # ---- likelihood ------------------------------------------------------------------------------
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """Context and continuation ids, trailing context spaces moved to the continuation (lm-eval's rule)."""
+        """Context and continuation ids, trailing context spaces moved to the continuation (lm-eval's rule).
+
+        Differs from `TemplateLM._encode_pair` where a context is empty once its spaces have moved (" "
+        before " dog"): that one asserts on it, here it is the prefix token as an empty context is, and
+        the continuation is encoded alone, without the BOS that add_bos_token puts before a context.
+        """
         spaces = len(context) - len(context.rstrip())
         if spaces:
             continuation = context[-spaces:] + continuation
             context = context[:-spaces]
         if not context:
-            return [self.prefix_token_id], self.tok_encode(continuation)[int(self.args.add_bos_token):]
+            return [self.prefix_token_id], self.tok_encode(continuation, add_special_tokens=False)
         whole = self.tok_encode(context + continuation)
         prompt = self.tok_encode(context)
         return prompt, whole[len(prompt):]
+
+    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """(ELBO of the continuation, is_greedy) per request: `_encode_pair`, then `_loglikelihood_tokens`."""
+        # Not TemplateLM.loglikelihood: it encodes an empty context on a path of its own that takes a
+        # continuation's leading prefix token (e.g. "<|endoftext|> dog") as the context; here every
+        # context goes through `_encode_pair`, so "" and " " are encoded alike and as they always were.
+        pairs = [tuple(request.args) for request in requests]
+        return self._loglikelihood_tokens([(pair, *self._encode_pair(*pair)) for pair in pairs], disable_tqdm)
 
     def _request_seed(self, prompt: list[int], continuation: list[int]) -> int:
         # From the content, not the position: any sharding or order gives each request the same masks.
@@ -551,9 +547,8 @@ class DiffusionLM(LM):
         )
         return canvas[0, len(prompt):].tolist() == continuation
 
-    def _encode_request(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """(prompt ids, continuation ids) of one loglikelihood request, the prompt left-truncated to fit."""
-        prompt, cont = self._encode_pair(context, continuation)
+    def _fit_request(self, continuation: str, prompt: list[int], cont: list[int]) -> list[int]:
+        """The prompt of one loglikelihood request, left-truncated to fit; raises when nothing can be scored."""
         if not cont:
             raise ValueError(f"continuation {continuation!r} encodes to no tokens; nothing to score")
         if len(cont) >= self.max_length:
@@ -562,16 +557,18 @@ class DiffusionLM(LM):
             self._warn_once("ll_truncate", "loglikelihood contexts are left-truncated to fit "
                                            f"max_length={self.max_length}")
             prompt = prompt[-(self.max_length - len(cont)):]
-        return prompt, cont
+        return prompt
 
-    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        """(ELBO of the continuation, is_greedy) per request; see likelihood.py for the estimators.
+    def _loglikelihood_tokens(
+        self, requests: list[tuple[tuple[str, str], list[int], list[int]]], disable_tqdm: bool = False, **kwargs: Any,
+    ) -> list[tuple[float, bool]]:
+        """(ELBO, is_greedy) of each ((context, continuation), context ids, continuation ids); see likelihood.py.
 
         One-token continuations are exact and share one forward per prompt (a multiple-choice question
         with answers " A".." D" costs one forward, not 4 x mc_num masked copies); longer ones are exact
         when 2^L - 1 <= mc_num, else the stratified Monte-Carlo estimate.
         """
-        encoded = [self._encode_request(*request.args) for request in requests]
+        encoded = [(self._fit_request(pair[1], prompt, cont), cont) for pair, prompt, cont in requests]
         spec = self.backbone.spec
         single: dict[tuple[int, ...], list[int]] = {}  # prompt -> indices of its one-token requests
         for index, (prompt, cont) in enumerate(encoded):
@@ -605,12 +602,13 @@ class DiffusionLM(LM):
             bar.update(1)
         bar.close()
         out = []
-        for request, (prompt, cont), value in zip(requests, encoded, elbos):
+        for (pair, _, _), (prompt, cont), value in zip(requests, encoded, elbos):
             is_greedy = self._is_greedy(prompt, cont) if self.args.greedy_check else False
             result = (float(value), bool(is_greedy))
-            self.cache_hook.add_partial("loglikelihood", request.args, result)
+            self.cache_hook.add_partial("loglikelihood", pair, result)
             out.append(result)
         return out
+
 
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
         raise NotImplementedError(
@@ -626,34 +624,6 @@ class DiffusionLM(LM):
         self._warned.add(key)
         if self._rank == 0:
             logger.warning(message)
-
-
-def _until_first(ids: list[int], token: int) -> list[int]:
-    """`ids` up to (not including) the first `token`; all of them when it does not occur."""
-    return ids[: ids.index(token)] if token in ids else ids
-
-
-def until_cut_if_decided(stable: str, until: list[str]) -> str | None:
-    """What `postprocess`'s `until` loop leaves of every text that begins with `stable`, or None when the
-    rest of the text could still change it.
-
-    The loop cuts the text at the first occurrence of each stop string in turn. An occurrence found
-    entirely inside `stable` is the first one in any longer text too (an earlier one would end earlier),
-    and cuts it to a known string; a stop not found there may still occur across the end of `stable`,
-    starting where the rest of `stable` begins the stop, which then stays a known prefix only up to there.
-    """
-    known = None  # None: `stable` followed by characters not yet generated
-    for stop in until:
-        if not stop:
-            continue
-        if known is not None:
-            known = known.split(stop, 1)[0]
-        elif stop in stable:
-            known = stable[: stable.index(stop)]
-        else:
-            first = max(len(stable) - len(stop) + 1, 0)
-            stable = stable[: next((p for p in range(first, len(stable)) if stop.startswith(stable[p:])), len(stable))]
-    return known
 
 
 def _check_sampler_options(sampler: str, given: set[str], args: DiffusionLMArgs) -> None:
@@ -683,19 +653,3 @@ def _context_length(backbone: Backbone) -> int:
     if isinstance(value, int) and 0 < value < 10**7:
         return value
     return DEFAULT_MAX_LENGTH
-
-
-def _setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group only when WORLD_SIZE > 1."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_arg)
-    if world_size <= 1:
-        return 0, 1, device
-    import torch.distributed as dist
-
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device
