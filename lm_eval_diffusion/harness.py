@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import zlib
-from dataclasses import dataclass, fields
+from collections import Counter
 from functools import partial
-from typing import Any, NamedTuple, get_type_hints
+from typing import Any, NamedTuple
 
 import torch
 from lm_eval.api.model import TemplateLM
@@ -32,117 +31,16 @@ from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
 from lm_eval_diffusion import distributed
-from lm_eval_diffusion.backbone import FAMILIES, Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
-from lm_eval_diffusion.coerce import CoercionError, coerce
-from lm_eval_diffusion.likelihood import elbo, single_token_logprobs
-from lm_eval_diffusion.sampler import (
-    DREAM_ALGS,
-    REMASKING,
-    SAMPLERS,
-    DreamSamplerConfig,
-    LladaSamplerConfig,
-    dream_generate,
-    llada_generate,
-)
-from lm_eval_diffusion.stops import cut_text, until_exit_check, until_first
+from lm_eval_diffusion.backbone import Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
+from lm_eval_diffusion.likelihood import fills_greedily, score_requests
+from lm_eval_diffusion.model_args import DiffusionLMArgs, check_sampler_options, context_length, merge_cli
+from lm_eval_diffusion.sampler import LladaSamplerConfig, dream_generate, llada_generate
+from lm_eval_diffusion.stops import cut_text, parse_until, until_exit_check, until_first
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_GEN_LENGTH = 256  # lm-eval's own default max_gen_toks, for requests that do not set it
 AUTO_BATCH_SIZE = {"cuda": 8, "cpu": 1}  # what batch_size=auto means; no memory probing is done
-DEFAULT_MAX_LENGTH = 4096  # when neither the config nor the tokenizer states a context length
-
-
-@dataclass
-class DiffusionLMArgs:
-    """`--model_args` of DiffusionLM; values may arrive as strings and are parsed by `from_kwargs`."""
-
-    pretrained: str = ""  # checkpoint directory or hub id (required)
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
-    device: str | None = None  # None: cuda if available, else cpu; under data parallel cuda:LOCAL_RANK
-    trust_remote_code: bool = True  # LLaDA and Dream ship their modeling code with the checkpoint
-    revision: str | None = None
-    family: str | None = None  # llada | dream | generic; None: from the config's model_type
-    mask_id: int | None = None  # None: config `mask_token_id`, else the tokenizer's mask token
-    sampler: str | None = None  # llada | dream; None: dream for Dream checkpoints, llada otherwise
-    steps: int = 128  # forward passes per generation (all blocks together)
-    gen_length: int | None = None  # None: each request's max_gen_toks (256 if unset); llada rounds up to blocks
-    block_length: int = 128  # llada sampler only
-    temperature: float = 0.0  # 0: greedy; request kwargs cannot change it (see generate_until)
-    remasking: str = "low_confidence"  # llada sampler: low_confidence | random
-    alg: str = "entropy"  # dream sampler: origin | maskgit_plus | topk_margin | entropy (Dream's eval default)
-    alg_temp: float | None = None  # dream sampler: None/0 deterministic top-k (Dream's eval uses 0)
-    eps: float = 1e-3  # dream sampler: end of the time grid
-    cfg_scale: float = 0.0  # unsupervised classifier-free guidance (llada sampler and the ELBO)
-    logits_eos_inf: bool = False  # llada sampler: never generate EOS
-    confidence_eos_eot_inf: bool = False  # llada sampler: EOS/EOT get no confidence
-    early_exit: bool = True  # drop a row from the batch once its returned text is decided (exact; see sampler.py)
-    threshold: float | None = None  # parallel threshold decoding (Fast-dLLM), not the paper's protocol; None: off
-    mc_num: int = 128  # Monte-Carlo samples per loglikelihood request
-    mc_batch_size: int = 32  # masked copies per forward in loglikelihood
-    greedy_check: bool = False  # loglikelihood's is_greedy: fill the continuation greedily and compare
-    max_length: int | None = None  # prompt + generation cap; None: from the config/tokenizer, else 4096
-    batch_size: int | str = 1  # prompts per forward in generate_until; auto: 8 on CUDA, 1 on CPU
-    max_batch_size: int | None = None  # accepted from the CLI; unused (no auto-tuning)
-    add_bos_token: bool | None = None  # prepend BOS to every context; None: where the tokenizer's default adds it (as in training)
-    seed: int = 1234  # seeds sampling noise and, per request, the ELBO masks
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> tuple[DiffusionLMArgs, set[str]]:
-        """Parse `kwargs` (strings allowed) into the dataclass; return it and the keys that were given."""
-        hints = get_type_hints(cls)
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(kwargs) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"unknown model_args {', '.join(unknown)} for llada_diffusion; allowed: {', '.join(allowed)}"
-            )
-        if isinstance(kwargs.get("batch_size"), str):
-            kwargs = {**kwargs, "batch_size": kwargs["batch_size"].strip().lower()}  # AUTO, Auto:4 -> auto
-        try:
-            parsed = {name: coerce(value, hints[name], f"model_args {name}") for name, value in kwargs.items()}
-        except CoercionError as err:
-            raise ValueError(str(err)) from None
-        args = cls(**parsed)
-        args.validate()
-        return args, set(kwargs)
-
-    def validate(self) -> None:
-        """Raise ValueError naming the bad key and the allowed values."""
-        if not self.pretrained:
-            raise ValueError("model_args must include pretrained=<checkpoint dir or hub id>")
-        choices = {"family": FAMILIES, "sampler": SAMPLERS, "remasking": REMASKING, "alg": DREAM_ALGS}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value is not None and value not in allowed:
-                raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
-        positive = ("steps", "block_length", "mc_num", "mc_batch_size")
-        for name in positive + ("gen_length", "max_length"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if isinstance(self.batch_size, str) and not self.batch_size.startswith("auto"):
-            raise ValueError(f"batch_size must be an integer or 'auto', got {self.batch_size!r}")
-        if isinstance(self.batch_size, int) and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-def _merge_cli(model_args: dict[str, Any], cli: dict[str, Any] | None) -> dict[str, Any]:
-    """`--batch_size`/`--device`/`--max_batch_size` under model_args, which win when both are set."""
-    merged = {k: v for k, v in (cli or {}).items() if v is not None}
-    is_rank0 = int(os.environ.get("RANK", "0")) == 0
-    for key, value in model_args.items():
-        if key in merged and str(merged[key]) != str(value) and is_rank0:
-            logger.warning("%s=%s in --model_args overrides --%s %s", key, value, key, merged[key])
-    if "device" in merged and "device" not in model_args:
-        wanted = str(merged["device"])
-        # lm-eval's CLI passes device=cuda:0 when --device is not given at all.
-        if wanted.startswith("cuda") and not torch.cuda.is_available():
-            if is_rank0:
-                logger.warning("--device %s asked for but CUDA is not available: running on cpu", wanted)
-            merged["device"] = "cpu"
-    merged.update(model_args)
-    return merged
 
 
 class _GenRequest(NamedTuple):
@@ -182,20 +80,20 @@ class DiffusionLM(TemplateLM):
         self.tokenizer = self.backbone.tokenizer
         spec = self.backbone.spec
         self.sampler = args.sampler or ("dream" if spec.family == "dream" else "llada")
-        _check_sampler_options(self.sampler, given, args)
+        check_sampler_options(self.sampler, given, args)
         self.batch_size = self._resolve_batch_size(args.batch_size)
-        self.max_length = args.max_length or _context_length(self.backbone)
+        self.max_length = args.max_length or context_length(self.backbone.model.config, self.tokenizer)
         eot = {spec.eot_id} if spec.eot_id is not None else set()
         # EOS for logits_eos_inf means end of text (LLaDA's <|endoftext|>), not the chat end-of-turn.
         self.eos_ids = tuple(i for i in spec.stop_ids if i not in eot)
         self.eot_ids = tuple(eot)
         if args.gen_length is not None:
-            self._sampler_config(self._gen_length(args.gen_length)).validate()
+            args.sampler_config(self.sampler, self._gen_length(args.gen_length)).validate()
         if args.add_bos_token is None:
             args.add_bos_token = adds_bos(self.tokenizer)
         if args.add_bos_token and self.tokenizer.bos_token_id is None:
             raise ValueError(f"add_bos_token=True but the tokenizer of {args.pretrained} has no BOS token")
-        self._row_forwards: dict[str, dict[str, int]] = {}  # task -> counts, summed over ranks (rank 0)
+        self._row_forwards: dict[str, Counter] = {}  # task -> counts, summed over ranks
         if self._rank == 0:
             logger.info(
                 "llada_diffusion: %s family=%s sampler=%s batch_size=%d padding_honoured=%s world_size=%d",
@@ -209,12 +107,12 @@ class DiffusionLM(TemplateLM):
         """From `--model_args k=v,...` plus lm-eval's `--batch_size/--device`; model_args win on conflict."""
         from lm_eval.utils import simple_parse_args_string
 
-        return cls(**_merge_cli(simple_parse_args_string(arg_string), additional_config))
+        return cls(**merge_cli(simple_parse_args_string(arg_string), additional_config))
 
     @classmethod
     def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> DiffusionLM:
         """From a model_args dict plus lm-eval's `--batch_size/--device`; model_args win on conflict."""
-        return cls(**_merge_cli(dict(arg_dict), additional_config))
+        return cls(**merge_cli(dict(arg_dict), additional_config))
 
     def _resolve_batch_size(self, batch_size: int | str) -> int:
         if isinstance(batch_size, int):
@@ -293,13 +191,7 @@ class DiffusionLM(TemplateLM):
                 "decoding": "paper (fixed schedule)" if a.threshold is None else
                             f"parallel threshold {a.threshold} (Fast-dLLM; not the paper's protocol)",
                 "row_forwards": {task: dict(counts) for task, counts in sorted(self._row_forwards.items())}}
-        if self.sampler == "dream" and a.early_exit:
-            info["exit_check_every"] = DreamSamplerConfig.exit_check_every
-        if self.sampler == "llada":
-            info.update(block_length=a.block_length, remasking=a.remasking, logits_eos_inf=a.logits_eos_inf,
-                        confidence_eos_eot_inf=a.confidence_eos_eot_inf)
-        else:
-            info.update(alg=a.alg, alg_temp=a.alg_temp, eps=a.eps)
+        info.update(a.sampler_info(self.sampler))
         return info
 
     # ---- generation ------------------------------------------------------------------------------
@@ -315,19 +207,6 @@ class DiffusionLM(TemplateLM):
                 f"gen_length {requested} rounded up to {rounded}, a multiple of block_length={block}",
             )
         return rounded
-
-    def _sampler_config(self, gen_length: int) -> LladaSamplerConfig | DreamSamplerConfig:
-        a = self.args
-        if self.sampler == "llada":
-            return LladaSamplerConfig(
-                steps=a.steps, gen_length=gen_length, block_length=a.block_length, temperature=a.temperature,
-                remasking=a.remasking, cfg_scale=a.cfg_scale, logits_eos_inf=a.logits_eos_inf,
-                confidence_eos_eot_inf=a.confidence_eos_eot_inf, early_exit=a.early_exit, threshold=a.threshold,
-            )
-        return DreamSamplerConfig(
-            steps=a.steps, gen_length=gen_length, temperature=a.temperature, alg=a.alg, alg_temp=a.alg_temp, eps=a.eps,
-            early_exit=a.early_exit, threshold=a.threshold,
-        )
 
     def _generate_token_ids(
         self, prompts: list[list[int]], gen_length: int, untils: list[list[str]] | None = None,
@@ -364,7 +243,7 @@ class DiffusionLM(TemplateLM):
             )
         common = {"mask_id": spec.mask_id, "attention_mask": attention_mask, "stop_ids": spec.stop_ids,
                   "generator": generators, "exit_check": exit_check, "row_forwards": row_forwards}
-        config = self._sampler_config(gen_length)
+        config = self.args.sampler_config(self.sampler, gen_length)
         if isinstance(config, LladaSamplerConfig):
             canvas = llada_generate(self.backbone.logits, ids.to(self._device), config, eos_ids=self.eos_ids,
                                     eot_ids=self.eot_ids, **common)
@@ -379,16 +258,7 @@ class DiffusionLM(TemplateLM):
     def _request_settings(self, gen_kwargs: dict[str, Any]) -> tuple[list[str], int]:
         """A request's stop strings and generation length; warns once about kwargs it cannot honour."""
         kwargs = dict(gen_kwargs or {})
-        # Not lm-eval's handle_stop_sequences, which appends the EOS string to `until`: `postprocess` cuts
-        # at the first EOS / EOT id before decoding (the sampler's early exit reads the same ids), so the
-        # EOS text is no stop string here; as one it would also cut where ordinary tokens spell it.
-        until = kwargs.pop("until", None)
-        if isinstance(until, str):
-            until = [until]
-        elif until is None:
-            until = []
-        elif not isinstance(until, (list, tuple)) or not all(isinstance(s, str) for s in until):
-            raise ValueError(f"generation kwarg `until` must be a string or a list of strings, got {until!r}")
+        until = parse_until(kwargs.pop("until", None))
         max_gen_toks = kwargs.pop("max_gen_toks", None)
         do_sample = kwargs.pop("do_sample", None)
         temperature = kwargs.pop("temperature", None)
@@ -408,7 +278,7 @@ class DiffusionLM(TemplateLM):
             requested = self.args.gen_length
         else:
             requested = int(max_gen_toks) if max_gen_toks is not None else DEFAULT_GEN_LENGTH
-        return list(until), self._gen_length(requested)
+        return until, self._gen_length(requested)
 
     def _fit_prompt(self, ids: list[int], room: int) -> list[int]:
         if room < 1:
@@ -454,21 +324,20 @@ class DiffusionLM(TemplateLM):
             group_fn=lambda item: {"gen": item.gen_length, "prompt": 0 if padding_ok else len(item.prompt)},
         )
         texts: list[str] = []
-        forwards: dict[str, list[int]] = {}  # task -> [requests, row-forwards, row-forwards of the full loop]
+        forwards: dict[str, Counter] = {}  # task -> requests, row-forwards, row-forwards of the full loop
         bar = tqdm(total=len(requests), desc="generate_until", disable=disable_tqdm or self._rank != 0)
         for batch in collator.get_batched(n=self.batch_size):
             generated, row_forwards = self._generate_token_ids(
                 [item.prompt for item in batch], batch[0].gen_length, [item.until for item in batch],
                 [item.seed for item in batch])
-            full_loop = self._full_loop_row_forwards()
+            full_loop = self.args.full_loop_row_forwards(self.sampler)
             for item, ids, spent in zip(batch, generated, row_forwards):
                 texts.append(self.postprocess(ids, item.until))
                 request = requests[item.index]
                 self.cache_hook.add_partial("generate_until", request.args, texts[-1])
-                counts = forwards.setdefault(getattr(request, "task_name", None) or "unnamed", [0, 0, 0])
-                counts[0] += 1
-                counts[1] += spent
-                counts[2] += full_loop
+                task = getattr(request, "task_name", None) or "unnamed"
+                forwards.setdefault(task, Counter()).update(requests=1, row_forwards=spent,
+                                                           row_forwards_full_loop=full_loop)
             bar.update(len(batch))
         bar.close()
         self._report_row_forwards(forwards)
@@ -478,11 +347,7 @@ class DiffusionLM(TemplateLM):
             results[item.index] = text
         return results
 
-    def _full_loop_row_forwards(self) -> int:
-        """Row-forwards one request costs in the fixed-schedule loop without early exit."""
-        return self.args.steps * (2 if self.sampler == "llada" and self.args.cfg_scale > 0 else 1)
-
-    def _report_row_forwards(self, forwards: dict[str, list[int]]) -> None:
+    def _report_row_forwards(self, forwards: dict[str, Counter]) -> None:
         """Sum this call's per-task row-forwards over ranks, add them to the totals, log them on rank 0.
 
         Every rank calls generate_until once per lm-eval run (lm-eval pads uneven shards), so the
@@ -490,12 +355,8 @@ class DiffusionLM(TemplateLM):
         """
         gathered = distributed.all_gather_object(forwards)
         for part in gathered:
-            for task, (num_requests, spent, full_loop) in part.items():
-                total = self._row_forwards.setdefault(task, {"requests": 0, "row_forwards": 0,
-                                                             "row_forwards_full_loop": 0})
-                total["requests"] += num_requests
-                total["row_forwards"] += spent
-                total["row_forwards_full_loop"] += full_loop
+            for task, counts in part.items():
+                self._row_forwards.setdefault(task, Counter()).update(counts)
         if self._rank == 0:
             for task in sorted({t for part in gathered for t in part}):
                 total = self._row_forwards[task]
@@ -537,16 +398,6 @@ class DiffusionLM(TemplateLM):
         # From the content, not the position: any sharding or order gives each request the same masks.
         return zlib.crc32(json.dumps([self.args.seed, prompt, continuation]).encode())
 
-    def _is_greedy(self, prompt: list[int], continuation: list[int]) -> bool:
-        """Fill all continuation masks one most-confident token per step (LLaDA's suffix_greedy_prediction)."""
-        L = len(continuation)
-        config = LladaSamplerConfig(steps=L, gen_length=L, block_length=L, cfg_scale=self.args.cfg_scale)
-        canvas = llada_generate(
-            self.backbone.logits, torch.tensor([prompt], device=self._device), config,
-            mask_id=self.backbone.spec.mask_id,
-        )
-        return canvas[0, len(prompt):].tolist() == continuation
-
     def _fit_request(self, continuation: str, prompt: list[int], cont: list[int]) -> list[int]:
         """The prompt of one loglikelihood request, left-truncated to fit; raises when nothing can be scored."""
         if not cont:
@@ -562,53 +413,26 @@ class DiffusionLM(TemplateLM):
     def _loglikelihood_tokens(
         self, requests: list[tuple[tuple[str, str], list[int], list[int]]], disable_tqdm: bool = False, **kwargs: Any,
     ) -> list[tuple[float, bool]]:
-        """(ELBO, is_greedy) of each ((context, continuation), context ids, continuation ids); see likelihood.py.
-
-        One-token continuations are exact and share one forward per prompt (a multiple-choice question
-        with answers " A".." D" costs one forward, not 4 x mc_num masked copies); longer ones are exact
-        when 2^L - 1 <= mc_num, else the stratified Monte-Carlo estimate.
-        """
+        """(ELBO, is_greedy) of each ((context, continuation), context ids, continuation ids), the ELBO
+        from `likelihood.score_requests` (one forward per prompt for one-token continuations)."""
         encoded = [(self._fit_request(pair[1], prompt, cont), cont) for pair, prompt, cont in requests]
-        spec = self.backbone.spec
-        single: dict[tuple[int, ...], list[int]] = {}  # prompt -> indices of its one-token requests
-        for index, (prompt, cont) in enumerate(encoded):
-            if len(cont) == 1:
-                single.setdefault(tuple(prompt), []).append(index)
-        elbos: list[float | None] = [None] * len(requests)
+        mask_id = self.backbone.spec.mask_id
         bar = tqdm(total=len(requests), desc="loglikelihood", disable=disable_tqdm or self._rank != 0)
-        for prompt, indices in single.items():
-            candidates = torch.tensor([encoded[i][1][0] for i in indices], device=self._device)
-            logprobs = single_token_logprobs(
-                self.backbone.logits, torch.tensor(prompt, device=self._device), candidates,
-                mask_id=spec.mask_id, cfg_scale=self.args.cfg_scale,
-            )
-            for i, value in zip(indices, logprobs.tolist()):
-                elbos[i] = value
-            bar.update(len(indices))
-        for index, (prompt, cont) in enumerate(encoded):
-            if elbos[index] is not None:
-                continue
-            generator = torch.Generator().manual_seed(self._request_seed(prompt, cont))
-            elbos[index] = float(elbo(
-                self.backbone.logits,
-                torch.tensor(prompt, device=self._device),
-                torch.tensor(cont, device=self._device),
-                mask_id=spec.mask_id,
-                mc_num=self.args.mc_num,
-                batch_size=self.args.mc_batch_size,
-                generator=generator,
-                cfg_scale=self.args.cfg_scale,
-            ))
-            bar.update(1)
+        elbos = score_requests(
+            self.backbone.logits, encoded, mask_id=mask_id, mc_num=self.args.mc_num,
+            batch_size=self.args.mc_batch_size, seeds=[self._request_seed(*pair) for pair in encoded],
+            device=self._device, cfg_scale=self.args.cfg_scale, on_scored=bar.update,
+        )
         bar.close()
         out = []
         for (pair, _, _), (prompt, cont), value in zip(requests, encoded, elbos):
-            is_greedy = self._is_greedy(prompt, cont) if self.args.greedy_check else False
-            result = (float(value), bool(is_greedy))
+            is_greedy = self.args.greedy_check and fills_greedily(
+                self.backbone.logits, torch.tensor(prompt, device=self._device), cont, mask_id=mask_id,
+                cfg_scale=self.args.cfg_scale)
+            result = (value, bool(is_greedy))
             self.cache_hook.add_partial("loglikelihood", pair, result)
             out.append(result)
         return out
-
 
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
         raise NotImplementedError(
@@ -624,32 +448,3 @@ class DiffusionLM(TemplateLM):
         self._warned.add(key)
         if self._rank == 0:
             logger.warning(message)
-
-
-def _check_sampler_options(sampler: str, given: set[str], args: DiffusionLMArgs) -> None:
-    """Options of the other sampler are an error, not silently ignored."""
-    only = {
-        "llada": {"block_length", "remasking", "logits_eos_inf", "confidence_eos_eot_inf"},
-        "dream": {"alg", "alg_temp", "eps"},
-    }
-    other = "dream" if sampler == "llada" else "llada"
-    wrong = sorted(given & only[other])
-    if wrong:
-        raise ValueError(
-            f"model_args {', '.join(wrong)} apply to sampler={other} only; this run uses sampler={sampler}"
-        )
-    if sampler == "dream" and args.cfg_scale > 0:
-        raise ValueError("cfg_scale > 0 is supported by sampler=llada (and the ELBO), not by sampler=dream")
-
-
-def _context_length(backbone: Backbone) -> int:
-    """The checkpoint's stated context length (config, then tokenizer), else DEFAULT_MAX_LENGTH."""
-    config = backbone.model.config
-    for name in ("max_sequence_length", "max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    value = getattr(backbone.tokenizer, "model_max_length", None)
-    if isinstance(value, int) and 0 < value < 10**7:
-        return value
-    return DEFAULT_MAX_LENGTH

@@ -20,6 +20,22 @@ def until_first(ids: list[int], token: int) -> list[int]:
     return ids[: ids.index(token)] if token in ids else ids
 
 
+def parse_until(until: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """A request's `until` generation kwarg as a list of stop strings.
+
+    Not lm-eval's `handle_stop_sequences`, which also appends the EOS string: the harness cuts at the
+    first EOS / EOT id before decoding (the sampler's early exit reads the same ids), so the EOS text is
+    no stop string here; as one it would also cut where ordinary tokens happen to spell it.
+    """
+    if isinstance(until, str):
+        return [until]
+    if until is None:
+        return []
+    if not isinstance(until, (list, tuple)) or not all(isinstance(s, str) for s in until):
+        raise ValueError(f"generation kwarg `until` must be a string or a list of strings, got {until!r}")
+    return list(until)
+
+
 def cut_text(text: str, until: Iterable[str], special_tokens: Iterable[str]) -> str:
     """`text` cut at the first occurrence of each `until` string in turn, then stripped of special tokens."""
     for stop in until:
