@@ -11,9 +11,9 @@ each process evaluates its shard and lm-eval gathers the scores through this cla
 
 Requests are handled here on lm-eval's own machinery (`TemplateLM` encodes loglikelihood pairs,
 `Collator` sorts, groups and restores generate_until's order); what is specific to a diffusion LM lives
-beside it: the algorithms in `sampler.py` (generation) and `likelihood.py` (Monte-Carlo ELBO), stop
-cuts and the early-exit test in `stops.py`, the checkpoint facts in `backbone.py`, the process group
-and collectives in `distributed.py` (shared with the trainer).
+beside it: `--model_args` in `model_args.py`, the algorithms in `sampler.py` (generation) and
+`likelihood.py` (Monte-Carlo ELBO), stop cuts and the early-exit test in `stops.py`, the checkpoint
+facts in `backbone.py`, the process group and collectives in `distributed.py` (shared with the trainer).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import torch
 
 from lm_eval_diffusion.backbone import load_backbone
 from lm_eval_diffusion.harness import DiffusionLM
-from lm_eval_diffusion.stops import until_cut_if_decided, until_decides
+from lm_eval_diffusion.stops import cut_text, parse_until, until_cut_if_decided, until_decides
 from lm_eval_diffusion.sampler import (
     DreamSamplerConfig,
     LladaSamplerConfig,
@@ -222,6 +222,14 @@ def test_until_cut_if_decided_by_hand():
     assert until_cut_if_decided("x Quest\n", ["Question:", "\n"]) == "x Quest"
     assert until_cut_if_decided("x\nQuestion: y", ["Question:", "\n"]) == "x"
     assert until_cut_if_decided("", ["a"]) is None and until_cut_if_decided("abc", []) is None
+
+
+def test_until_kwarg_is_a_list_of_stop_strings_without_eos_and_cuts_in_turn():
+    assert parse_until(None) == [] and parse_until("\n") == ["\n"] and parse_until(("a", "b")) == ["a", "b"]
+    with pytest.raises(ValueError, match="`until` must be a string or a list of strings, got \\[1\\]"):
+        parse_until([1])
+    assert cut_text("abcd<|eot_id|>e", ["c", "bc", ""], ["<|eot_id|>"]) == "ab"
+    assert cut_text("a<|eot_id|>b\nc", ["\n"], ["<|eot_id|>"]) == "ab"  # specials dropped after the cuts
 
 
 def test_until_decision_never_differs_from_postprocess(tiny_checkpoints):

@@ -276,6 +276,10 @@ def test_loglikelihoods_of_empty_space_only_and_ordinary_contexts_are_pinned(tin
     assert bos_lm._encode_pair("", " dog") == ([bos], own(" dog"))
     assert bos_lm._encode_pair("  ", "dog") == ([bos], own("  dog"))
     assert bos_lm._encode_pair("Tom has", " 3 apples") == ([bos] + own("Tom has"), own("Tom has 3 apples")[3:])
+    # tok_encode as TemplateLM calls it: None follows add_bos_token, False never adds BOS, True adds one
+    # where the tokenizer has it (the plain tiny tokenizer has none).
+    assert bos_lm.tok_encode("dog") == bos_lm.tok_encode("dog", add_special_tokens=True) == [bos] + own("dog")
+    assert bos_lm.tok_encode("dog", add_special_tokens=False) == own("dog") == lm.tok_encode("dog", True)
     results = bos_lm.loglikelihood([Request(context, cont) for context, cont, _ in PINNED_BOS])
     assert [value for value, _ in results] == pytest.approx([value for _, _, value in PINNED_BOS], rel=1e-6, abs=0)
 
