@@ -64,7 +64,8 @@ def per_choice_mc(lm: DiffusionLM, requests: list, disable_tqdm: bool = False) -
     """The previous estimator: elbo_mc per request, whatever the continuation length."""
     out = []
     for request in requests:
-        prompt, cont = lm._encode_request(*request.args)
+        prompt, cont = lm._encode_pair(*request.args)
+        prompt = lm._fit_request(request.args[1], prompt, cont)
         generator = torch.Generator().manual_seed(lm._request_seed(prompt, cont))
         value = elbo_mc(lm.backbone.logits, torch.tensor(prompt, device=lm.device), torch.tensor(cont, device=lm.device),
                         mask_id=lm.backbone.spec.mask_id, mc_num=lm.args.mc_num, batch_size=lm.args.mc_batch_size,

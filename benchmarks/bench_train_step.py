@@ -31,10 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dllm_jepa_train.config import load_config
-from dllm_jepa_train.distributed import DistInfo
 from dllm_jepa_train.engines import TorchEngine, param_groups
 from dllm_jepa_train.trainer import Trainer
 from lm_eval_diffusion.backbone import FamilySpec
+from lm_eval_diffusion.distributed import DistInfo
 
 
 class BenchTrainer(Trainer):

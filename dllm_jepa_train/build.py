@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dllm_jepa_train import distributed, plugins
+from dllm_jepa_train import plugins
 from dllm_jepa_train.engines import deepspeed_config
 from dllm_jepa_train.config import DataConfig, TrainConfig, resolve_batch, save_config
 from dllm_jepa_train.data import dev_slice, load_examples, tokenize_examples
 from dllm_jepa_train.trainer import Trainer
+from lm_eval_diffusion import distributed
 
 log = logging.getLogger("dllm_jepa_train")
 

@@ -14,8 +14,8 @@ One optimizer step (`Trainer.train_step`), over `grad_accum` micro-batches:
     backward, engine step (the optimizer steps on the last micro-batch), then the EMA update.
 
 The engines (DeepSpeed, torch), their loss scaling, the LR schedule and the L2-to-base anchor are in
-`engines.py`; process-group helpers in `distributed.py`; building a `Trainer` from a config (data,
-model, plug-in inputs, logging) in `build.py` (`build_trainer`, `run`).
+`engines.py`; process-group helpers in `lm_eval_diffusion/distributed.py` (shared with the harness);
+building a `Trainer` from a config (data, model, plug-in inputs, logging) in `build.py` (`build_trainer`, `run`).
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from dllm_jepa_train import checkpoint as ckpt
 from dllm_jepa_train.config import TrainConfig, t_setting
 from dllm_jepa_train.data import DiffusionCollator, StepPlan
-from dllm_jepa_train.distributed import DistInfo, all_gather_rows, all_reduce_sum, barrier
 from dllm_jepa_train.engines import (
     L2Anchor, build_engine, enable_gradient_checkpointing, memory_estimate, peak_memory_gb,
 )
 from dllm_jepa_train.jepa import EmaTarget, OnlineModel, backbone_heads, backbone_width, build_predictor
 from dllm_jepa_train.objectives import collapse_stats, diffusion_denominator, diffusion_loss, jepa_loss
+from lm_eval_diffusion.distributed import DistInfo, all_gather_rows, all_reduce_sum, barrier
 
 log = logging.getLogger("dllm_jepa_train")
 

@@ -1,6 +1,6 @@
 """String-to-type coercion by a dataclass field's annotation: the one helper behind the trainer's config
 (`dllm_jepa_train.config`: YAML values and `--section.key value` overrides) and `llada_diffusion`'s
-`--model_args` (`harness.DiffusionLMArgs`), so "1e-5", "true" and "None" mean the same in both.
+`--model_args` (`model_args.DiffusionLMArgs`), so "1e-5", "true" and "None" mean the same in both.
 
 Import-light (no torch): the trainer imports it before any model loads, and imports only go
 trainer -> plugin.

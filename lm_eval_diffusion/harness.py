@@ -9,137 +9,56 @@ Smallest CPU run (tiny checkpoint from `dllm_jepa_train.toy.models`, task from t
 Data parallel: `accelerate launch -m lm_eval ...` or `torchrun --nproc_per_node N -m lm_eval ...`;
 each process evaluates its shard and lm-eval gathers the scores through this class's collectives.
 
-Requests are handled here (batching, stops, truncation, ranks); the algorithms live in `sampler.py`
-(generation) and `likelihood.py` (Monte-Carlo ELBO), the checkpoint facts in `backbone.py`.
+Requests are handled here on lm-eval's own machinery (`TemplateLM` encodes loglikelihood pairs,
+`Collator` sorts, groups and restores generate_until's order); what is specific to a diffusion LM lives
+beside it: `--model_args` in `model_args.py`, the algorithms in `sampler.py` (generation) and
+`likelihood.py` (Monte-Carlo ELBO), stop cuts and the early-exit test in `stops.py`, the checkpoint
+facts in `backbone.py`, the process group and collectives in `distributed.py` (shared with the trainer).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import zlib
-from dataclasses import dataclass, fields
+from collections import Counter
 from functools import partial
-from typing import Any, get_type_hints
+from typing import Any, NamedTuple
 
 import torch
-from lm_eval.api.model import LM
+from lm_eval.api.model import TemplateLM
+from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
-from lm_eval_diffusion.backbone import FAMILIES, Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
-from lm_eval_diffusion.coerce import CoercionError, coerce
-from lm_eval_diffusion.likelihood import elbo, single_token_logprobs
-from lm_eval_diffusion.sampler import (
-    DREAM_ALGS,
-    REMASKING,
-    SAMPLERS,
-    DreamSamplerConfig,
-    LladaSamplerConfig,
-    dream_generate,
-    llada_generate,
-)
+from lm_eval_diffusion import distributed
+from lm_eval_diffusion.backbone import Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
+from lm_eval_diffusion.likelihood import fills_greedily, score_requests
+from lm_eval_diffusion.model_args import DiffusionLMArgs, check_sampler_options, context_length, merge_cli
+from lm_eval_diffusion.sampler import LladaSamplerConfig, dream_generate, llada_generate
+from lm_eval_diffusion.stops import cut_text, parse_until, until_exit_check, until_first
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_GEN_LENGTH = 256  # lm-eval's own default max_gen_toks, for requests that do not set it
 AUTO_BATCH_SIZE = {"cuda": 8, "cpu": 1}  # what batch_size=auto means; no memory probing is done
-DEFAULT_MAX_LENGTH = 4096  # when neither the config nor the tokenizer states a context length
 
 
-@dataclass
-class DiffusionLMArgs:
-    """`--model_args` of DiffusionLM; values may arrive as strings and are parsed by `from_kwargs`."""
+class _GenRequest(NamedTuple):
+    """One generate_until request as the batching sees it."""
 
-    pretrained: str = ""  # checkpoint directory or hub id (required)
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
-    device: str | None = None  # None: cuda if available, else cpu; under data parallel cuda:LOCAL_RANK
-    trust_remote_code: bool = True  # LLaDA and Dream ship their modeling code with the checkpoint
-    revision: str | None = None
-    family: str | None = None  # llada | dream | generic; None: from the config's model_type
-    mask_id: int | None = None  # None: config `mask_token_id`, else the tokenizer's mask token
-    sampler: str | None = None  # llada | dream; None: dream for Dream checkpoints, llada otherwise
-    steps: int = 128  # forward passes per generation (all blocks together)
-    gen_length: int | None = None  # None: each request's max_gen_toks (256 if unset); llada rounds up to blocks
-    block_length: int = 128  # llada sampler only
-    temperature: float = 0.0  # 0: greedy; request kwargs cannot change it (see generate_until)
-    remasking: str = "low_confidence"  # llada sampler: low_confidence | random
-    alg: str = "entropy"  # dream sampler: origin | maskgit_plus | topk_margin | entropy (Dream's eval default)
-    alg_temp: float | None = None  # dream sampler: None/0 deterministic top-k (Dream's eval uses 0)
-    eps: float = 1e-3  # dream sampler: end of the time grid
-    cfg_scale: float = 0.0  # unsupervised classifier-free guidance (llada sampler and the ELBO)
-    logits_eos_inf: bool = False  # llada sampler: never generate EOS
-    confidence_eos_eot_inf: bool = False  # llada sampler: EOS/EOT get no confidence
-    early_exit: bool = True  # drop a row from the batch once its returned text is decided (exact; see sampler.py)
-    threshold: float | None = None  # parallel threshold decoding (Fast-dLLM), not the paper's protocol; None: off
-    mc_num: int = 128  # Monte-Carlo samples per loglikelihood request
-    mc_batch_size: int = 32  # masked copies per forward in loglikelihood
-    greedy_check: bool = False  # loglikelihood's is_greedy: fill the continuation greedily and compare
-    max_length: int | None = None  # prompt + generation cap; None: from the config/tokenizer, else 4096
-    batch_size: int | str = 1  # prompts per forward in generate_until; auto: 8 on CUDA, 1 on CPU
-    max_batch_size: int | None = None  # accepted from the CLI; unused (no auto-tuning)
-    add_bos_token: bool | None = None  # prepend BOS to every context; None: where the tokenizer's default adds it (as in training)
-    seed: int = 1234  # seeds sampling noise and, per request, the ELBO masks
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> tuple[DiffusionLMArgs, set[str]]:
-        """Parse `kwargs` (strings allowed) into the dataclass; return it and the keys that were given."""
-        hints = get_type_hints(cls)
-        allowed = [f.name for f in fields(cls)]
-        unknown = sorted(set(kwargs) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"unknown model_args {', '.join(unknown)} for llada_diffusion; allowed: {', '.join(allowed)}"
-            )
-        if isinstance(kwargs.get("batch_size"), str):
-            kwargs = {**kwargs, "batch_size": kwargs["batch_size"].strip().lower()}  # AUTO, Auto:4 -> auto
-        try:
-            parsed = {name: coerce(value, hints[name], f"model_args {name}") for name, value in kwargs.items()}
-        except CoercionError as err:
-            raise ValueError(str(err)) from None
-        args = cls(**parsed)
-        args.validate()
-        return args, set(kwargs)
-
-    def validate(self) -> None:
-        """Raise ValueError naming the bad key and the allowed values."""
-        if not self.pretrained:
-            raise ValueError("model_args must include pretrained=<checkpoint dir or hub id>")
-        choices = {"family": FAMILIES, "sampler": SAMPLERS, "remasking": REMASKING, "alg": DREAM_ALGS}
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value is not None and value not in allowed:
-                raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
-        positive = ("steps", "block_length", "mc_num", "mc_batch_size")
-        for name in positive + ("gen_length", "max_length"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if isinstance(self.batch_size, str) and not self.batch_size.startswith("auto"):
-            raise ValueError(f"batch_size must be an integer or 'auto', got {self.batch_size!r}")
-        if isinstance(self.batch_size, int) and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+    index: int  # position in the caller's list
+    prompt: list[int]
+    until: list[str]
+    gen_length: int  # canvas length
+    seed: int  # of this request's sampling noise
 
 
-def _merge_cli(model_args: dict[str, Any], cli: dict[str, Any] | None) -> dict[str, Any]:
-    """`--batch_size`/`--device`/`--max_batch_size` under model_args, which win when both are set."""
-    merged = {k: v for k, v in (cli or {}).items() if v is not None}
-    is_rank0 = int(os.environ.get("RANK", "0")) == 0
-    for key, value in model_args.items():
-        if key in merged and str(merged[key]) != str(value) and is_rank0:
-            logger.warning("%s=%s in --model_args overrides --%s %s", key, value, key, merged[key])
-    if "device" in merged and "device" not in model_args:
-        wanted = str(merged["device"])
-        # lm-eval's CLI passes device=cuda:0 when --device is not given at all.
-        if wanted.startswith("cuda") and not torch.cuda.is_available():
-            if is_rank0:
-                logger.warning("--device %s asked for but CUDA is not available: running on cpu", wanted)
-            merged["device"] = "cpu"
-    merged.update(model_args)
-    return merged
+def _longest_canvas_first(item: _GenRequest) -> tuple[int, int, int]:
+    # The first batch shows the worst case (memory, time); ties keep the request order.
+    return -item.gen_length, -len(item.prompt), item.index
 
 
-class DiffusionLM(LM):
+class DiffusionLM(TemplateLM):
     """lm-eval adapter: generate_until through the iterative-unmasking sampler, loglikelihood as an ELBO."""
 
     def __init__(self, **model_args: Any) -> None:
@@ -147,8 +66,8 @@ class DiffusionLM(LM):
         args, given = DiffusionLMArgs.from_kwargs(model_args)
         self.args = args
         self._warned: set[str] = set()
-        self._rank, self._world_size, device = _setup_distributed(args.device)
-        self._device = device
+        dist_info, device = distributed.init_evaluation(resolve_device(args.device))
+        self._rank, self._world_size, self._device = dist_info.rank, dist_info.world_size, device
         self.backbone: Backbone = load_backbone(
             args.pretrained,
             family=args.family,
@@ -161,20 +80,20 @@ class DiffusionLM(LM):
         self.tokenizer = self.backbone.tokenizer
         spec = self.backbone.spec
         self.sampler = args.sampler or ("dream" if spec.family == "dream" else "llada")
-        _check_sampler_options(self.sampler, given, args)
+        check_sampler_options(self.sampler, given, args)
         self.batch_size = self._resolve_batch_size(args.batch_size)
-        self.max_length = args.max_length or _context_length(self.backbone)
+        self.max_length = args.max_length or context_length(self.backbone.model.config, self.tokenizer)
         eot = {spec.eot_id} if spec.eot_id is not None else set()
         # EOS for logits_eos_inf means end of text (LLaDA's <|endoftext|>), not the chat end-of-turn.
         self.eos_ids = tuple(i for i in spec.stop_ids if i not in eot)
         self.eot_ids = tuple(eot)
         if args.gen_length is not None:
-            self._sampler_config(self._gen_length(args.gen_length)).validate()
+            args.sampler_config(self.sampler, self._gen_length(args.gen_length)).validate()
         if args.add_bos_token is None:
             args.add_bos_token = adds_bos(self.tokenizer)
         if args.add_bos_token and self.tokenizer.bos_token_id is None:
             raise ValueError(f"add_bos_token=True but the tokenizer of {args.pretrained} has no BOS token")
-        self._row_forwards: dict[str, dict[str, int]] = {}  # task -> counts, summed over ranks (rank 0)
+        self._row_forwards: dict[str, Counter] = {}  # task -> counts, summed over ranks
         if self._rank == 0:
             logger.info(
                 "llada_diffusion: %s family=%s sampler=%s batch_size=%d padding_honoured=%s world_size=%d",
@@ -188,12 +107,12 @@ class DiffusionLM(LM):
         """From `--model_args k=v,...` plus lm-eval's `--batch_size/--device`; model_args win on conflict."""
         from lm_eval.utils import simple_parse_args_string
 
-        return cls(**_merge_cli(simple_parse_args_string(arg_string), additional_config))
+        return cls(**merge_cli(simple_parse_args_string(arg_string), additional_config))
 
     @classmethod
     def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> DiffusionLM:
         """From a model_args dict plus lm-eval's `--batch_size/--device`; model_args win on conflict."""
-        return cls(**_merge_cli(dict(arg_dict), additional_config))
+        return cls(**merge_cli(dict(arg_dict), additional_config))
 
     def _resolve_batch_size(self, batch_size: int | str) -> int:
         if isinstance(batch_size, int):
@@ -209,43 +128,40 @@ class DiffusionLM(LM):
         return self._device
 
     def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Concatenate `tensor` (0-d tensors become length 1) from every rank, in rank order."""
+        """Concatenate `tensor` (flattened; 0-d becomes length 1) from every rank, in rank order."""
         if self._world_size == 1:
             return tensor
-        import torch.distributed as dist
-
-        local = tensor.to(self._device).reshape(-1)
-        parts = [torch.empty_like(local) for _ in range(self._world_size)]
-        dist.all_gather(parts, local)
-        return torch.cat(parts)
+        return distributed.all_gather_rows(tensor.to(self._device).reshape(-1))
 
     def gather_object(self, obj: Any, dst: int = 0) -> list[Any] | None:
         """Every rank's `obj` as a list on rank `dst`; None elsewhere."""
-        if self._world_size == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        out = [None] * self._world_size if self._rank == dst else None
-        dist.gather_object(obj, out, dst=dst)
-        return out
+        return distributed.gather_object(obj, dst)
 
     def barrier(self) -> None:
         """Wait for every rank."""
-        if self._world_size > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
+        distributed.barrier()
 
     # ---- tokenisation ----------------------------------------------------------------------------
+    @property
+    def eot_token_id(self) -> int:
+        """The checkpoint's EOS (lm-eval's name for it)."""
+        return self.backbone.spec.eos_id
+
     @property
     def prefix_token_id(self) -> int:
         """Stands in for an empty context: BOS when the tokenizer has one, else EOS (lm-eval's convention)."""
         bos = self.tokenizer.bos_token_id
-        return int(bos) if bos is not None else self.backbone.spec.eos_id
+        return int(bos) if bos is not None else self.eot_token_id
 
-    def tok_encode(self, text: str) -> list[int]:
-        """Token ids of `text` encoded as the trainer encodes prompts (`encode_prompt`)."""
-        return encode_prompt(self.tokenizer, text, bool(self.args.add_bos_token))
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
+        """Token ids of `string` encoded as the trainer encodes prompts (`encode_prompt`), never with a
+        trailing special token; BOS first when `add_special_tokens` is None and model_arg add_bos_token
+        is set, or when it is True and the tokenizer has a BOS."""
+        if add_special_tokens is None:
+            add_bos = bool(self.args.add_bos_token)
+        else:
+            add_bos = add_special_tokens and self.tokenizer.bos_token_id is not None
+        return encode_prompt(self.tokenizer, string, add_bos)
 
     @property
     def tokenizer_name(self) -> str:
@@ -275,13 +191,7 @@ class DiffusionLM(LM):
                 "decoding": "paper (fixed schedule)" if a.threshold is None else
                             f"parallel threshold {a.threshold} (Fast-dLLM; not the paper's protocol)",
                 "row_forwards": {task: dict(counts) for task, counts in sorted(self._row_forwards.items())}}
-        if self.sampler == "dream" and a.early_exit:
-            info["exit_check_every"] = DreamSamplerConfig.exit_check_every
-        if self.sampler == "llada":
-            info.update(block_length=a.block_length, remasking=a.remasking, logits_eos_inf=a.logits_eos_inf,
-                        confidence_eos_eot_inf=a.confidence_eos_eot_inf)
-        else:
-            info.update(alg=a.alg, alg_temp=a.alg_temp, eps=a.eps)
+        info.update(a.sampler_info(self.sampler))
         return info
 
     # ---- generation ------------------------------------------------------------------------------
@@ -297,19 +207,6 @@ class DiffusionLM(LM):
                 f"gen_length {requested} rounded up to {rounded}, a multiple of block_length={block}",
             )
         return rounded
-
-    def _sampler_config(self, gen_length: int) -> LladaSamplerConfig | DreamSamplerConfig:
-        a = self.args
-        if self.sampler == "llada":
-            return LladaSamplerConfig(
-                steps=a.steps, gen_length=gen_length, block_length=a.block_length, temperature=a.temperature,
-                remasking=a.remasking, cfg_scale=a.cfg_scale, logits_eos_inf=a.logits_eos_inf,
-                confidence_eos_eot_inf=a.confidence_eos_eot_inf, early_exit=a.early_exit, threshold=a.threshold,
-            )
-        return DreamSamplerConfig(
-            steps=a.steps, gen_length=gen_length, temperature=a.temperature, alg=a.alg, alg_temp=a.alg_temp, eps=a.eps,
-            early_exit=a.early_exit, threshold=a.threshold,
-        )
 
     def _generate_token_ids(
         self, prompts: list[list[int]], gen_length: int, untils: list[list[str]] | None = None,
@@ -340,59 +237,28 @@ class DiffusionLM(LM):
         row_forwards = torch.zeros(len(prompts), dtype=torch.long, device=self._device)
         exit_check = None
         if untils is not None and any(any(u) for u in untils):
-            exit_check = partial(self._until_exit_check, untils)
+            exit_check = partial(
+                until_exit_check, untils, mask_id=spec.mask_id, stop_ids=spec.stop_ids, decode=self._decode,
+                cleans_up_spaces=bool(getattr(self.tokenizer, "clean_up_tokenization_spaces", False)),
+            )
         common = {"mask_id": spec.mask_id, "attention_mask": attention_mask, "stop_ids": spec.stop_ids,
                   "generator": generators, "exit_check": exit_check, "row_forwards": row_forwards}
-        config = self._sampler_config(gen_length)
+        config = self.args.sampler_config(self.sampler, gen_length)
         if isinstance(config, LladaSamplerConfig):
             canvas = llada_generate(self.backbone.logits, ids.to(self._device), config, eos_ids=self.eos_ids,
                                     eot_ids=self.eot_ids, **common)
         else:
             canvas = dream_generate(self.backbone.logits, ids.to(self._device), config, **common)
-        generated = [_until_first(row, spec.mask_id) for row in canvas[:, P:].tolist()]
+        generated = [until_first(row, spec.mask_id) for row in canvas[:, P:].tolist()]
         return generated, row_forwards.tolist()
 
-    def _until_exit_check(self, untils: list[list[str]], rows: torch.Tensor, generated: torch.Tensor,
-                          is_done: torch.Tensor) -> torch.Tensor:
-        """`exit_check` for the sampler: also done, a row whose committed prefix is cut by its `until`."""
-        mask_id = self.backbone.spec.mask_id
-        stop_ids = set(self.backbone.spec.stop_ids)
-        done = is_done.tolist()  # host sync: the `until` strings are text
-        for r, (row, ids) in enumerate(zip(rows.tolist(), generated.tolist())):
-            if done[r] or not any(untils[row]):
-                continue
-            prefix = _until_first(ids, mask_id)
-            if not any(tok in stop_ids for tok in prefix):
-                done[r] = self._until_decides(prefix, untils[row])
-        return torch.tensor(done, dtype=torch.bool, device=is_done.device)
-
-    def _until_decides(self, prefix: list[int], until: list[str]) -> bool:
-        """True when `postprocess` returns the same text for `prefix` (ids, no stop id) and for every
-        continuation of it: an `until` cut inside the text that no later token can move.
-
-        Decoding is taken to be prefix-stable except at the boundary: the text of all tokens but the
-        last (less trailing U+FFFD of a split UTF-8 character, and one more character when the tokenizer
-        cleans up spaces, which can delete the space before a boundary) must begin the text of any
-        continuation; it is checked against the text of `prefix` itself.
-        """
-        if len(prefix) < 2:
-            return False
-        decode = partial(self.tokenizer.decode, skip_special_tokens=False)
-        stable = decode(prefix[:-1]).rstrip("\ufffd")
-        if getattr(self.tokenizer, "clean_up_tokenization_spaces", False):
-            stable = stable[:-1]
-        return decode(prefix).startswith(stable) and until_cut_if_decided(stable, until) is not None
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def _request_settings(self, gen_kwargs: dict[str, Any]) -> tuple[list[str], int]:
         """A request's stop strings and generation length; warns once about kwargs it cannot honour."""
         kwargs = dict(gen_kwargs or {})
-        until = kwargs.pop("until", None)
-        if isinstance(until, str):
-            until = [until]
-        elif until is None:
-            until = []
-        elif not isinstance(until, (list, tuple)) or not all(isinstance(s, str) for s in until):
-            raise ValueError(f"generation kwarg `until` must be a string or a list of strings, got {until!r}")
+        until = parse_until(kwargs.pop("until", None))
         max_gen_toks = kwargs.pop("max_gen_toks", None)
         do_sample = kwargs.pop("do_sample", None)
         temperature = kwargs.pop("temperature", None)
@@ -412,7 +278,7 @@ class DiffusionLM(LM):
             requested = self.args.gen_length
         else:
             requested = int(max_gen_toks) if max_gen_toks is not None else DEFAULT_GEN_LENGTH
-        return list(until), self._gen_length(requested)
+        return until, self._gen_length(requested)
 
     def _fit_prompt(self, ids: list[int], room: int) -> list[int]:
         if room < 1:
@@ -429,13 +295,7 @@ class DiffusionLM(LM):
         """Cut at the first stop id, decode, cut at the earliest `until` string, drop special tokens."""
         stop_ids = set(self.backbone.spec.stop_ids)
         end = next((i for i, tok in enumerate(generated) if tok in stop_ids), len(generated))
-        text = self.tokenizer.decode(generated[:end], skip_special_tokens=False)
-        for stop in until:
-            if stop:
-                text = text.split(stop, 1)[0]
-        for token in self.tokenizer.all_special_tokens:
-            text = text.replace(token, "")
-        return text
+        return cut_text(self._decode(generated[:end]), until, self.tokenizer.all_special_tokens)
 
     def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
         """Generated text per request, in request order; see `postprocess` for stop handling.
@@ -454,65 +314,49 @@ class DiffusionLM(LM):
             key = json.dumps([context, gen_length])
             occurrences[key] = occurrences.get(key, -1) + 1
             seed = zlib.crc32(json.dumps([self.args.seed, prompt, gen_length, occurrences[key]]).encode())
-            items.append((index, prompt, until, gen_length, seed))
+            items.append(_GenRequest(index, prompt, until, gen_length, seed))
         padding_ok = self.backbone.honours_padding
-
-        def group_key(item: tuple) -> tuple[int, int]:
-            # A model that ignores padding only ever sees batches of equal-length prompts.
-            return item[3], 0 if padding_ok else len(item[1])
-
-        # Longest canvas first, so the first batch shows the worst case (memory, time); this order also
-        # keeps every group contiguous.
-        items.sort(key=lambda item: (-item[3], -len(item[1]), item[0]))
-        results: list[str | None] = [None] * len(requests)
-        forwards: dict[str, list[int]] = {}  # task -> [requests, row-forwards, row-forwards of the full loop]
+        # Collator runs its groups in first-appearance order, ascending within each: pre-sorted by the same
+        # key, the longest canvas comes first. A model that ignores padding sees equal-length prompts only.
+        ordered = sorted(items, key=_longest_canvas_first)
+        collator = Collator(
+            ordered, sort_fn=_longest_canvas_first, group_by="gen_kwargs",
+            group_fn=lambda item: {"gen": item.gen_length, "prompt": 0 if padding_ok else len(item.prompt)},
+        )
+        texts: list[str] = []
+        forwards: dict[str, Counter] = {}  # task -> requests, row-forwards, row-forwards of the full loop
         bar = tqdm(total=len(requests), desc="generate_until", disable=disable_tqdm or self._rank != 0)
-        start = 0
-        while start < len(items):
-            end = start
-            key = group_key(items[start])
-            while end < len(items) and end - start < self.batch_size and group_key(items[end]) == key:
-                end += 1
-            batch = items[start:end]
+        for batch in collator.get_batched(n=self.batch_size):
             generated, row_forwards = self._generate_token_ids(
-                [item[1] for item in batch], batch[0][3], [item[2] for item in batch], [item[4] for item in batch])
-            full_loop = self._full_loop_row_forwards()
-            for (index, _, until, _, _), ids, spent in zip(batch, generated, row_forwards):
-                results[index] = self.postprocess(ids, until)
-                self.cache_hook.add_partial("generate_until", requests[index].args, results[index])
-                counts = forwards.setdefault(getattr(requests[index], "task_name", None) or "unnamed", [0, 0, 0])
-                counts[0] += 1
-                counts[1] += spent
-                counts[2] += full_loop
+                [item.prompt for item in batch], batch[0].gen_length, [item.until for item in batch],
+                [item.seed for item in batch])
+            full_loop = self.args.full_loop_row_forwards(self.sampler)
+            for item, ids, spent in zip(batch, generated, row_forwards):
+                texts.append(self.postprocess(ids, item.until))
+                request = requests[item.index]
+                self.cache_hook.add_partial("generate_until", request.args, texts[-1])
+                task = getattr(request, "task_name", None) or "unnamed"
+                forwards.setdefault(task, Counter()).update(requests=1, row_forwards=spent,
+                                                           row_forwards_full_loop=full_loop)
             bar.update(len(batch))
-            start = end
         bar.close()
         self._report_row_forwards(forwards)
+        # get_original undoes the collator's order (back to `ordered`); each item's index undoes the pre-sort.
+        results: list[str] = [""] * len(requests)
+        for item, text in zip(ordered, collator.get_original(texts)):
+            results[item.index] = text
         return results
 
-    def _full_loop_row_forwards(self) -> int:
-        """Row-forwards one request costs in the fixed-schedule loop without early exit."""
-        return self.args.steps * (2 if self.sampler == "llada" and self.args.cfg_scale > 0 else 1)
-
-    def _report_row_forwards(self, forwards: dict[str, list[int]]) -> None:
+    def _report_row_forwards(self, forwards: dict[str, Counter]) -> None:
         """Sum this call's per-task row-forwards over ranks, add them to the totals, log them on rank 0.
 
         Every rank calls generate_until once per lm-eval run (lm-eval pads uneven shards), so the
         gather here is matched on every rank.
         """
-        gathered = [forwards]
-        if self._world_size > 1:
-            import torch.distributed as dist
-
-            gathered = [None] * self._world_size
-            dist.all_gather_object(gathered, forwards)
+        gathered = distributed.all_gather_object(forwards)
         for part in gathered:
-            for task, (num_requests, spent, full_loop) in part.items():
-                total = self._row_forwards.setdefault(task, {"requests": 0, "row_forwards": 0,
-                                                             "row_forwards_full_loop": 0})
-                total["requests"] += num_requests
-                total["row_forwards"] += spent
-                total["row_forwards_full_loop"] += full_loop
+            for task, counts in part.items():
+                self._row_forwards.setdefault(task, Counter()).update(counts)
         if self._rank == 0:
             for task in sorted({t for part in gathered for t in part}):
                 total = self._row_forwards[task]
@@ -526,34 +370,36 @@ class DiffusionLM(LM):
 
     # ---- likelihood ------------------------------------------------------------------------------
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """Context and continuation ids, trailing context spaces moved to the continuation (lm-eval's rule)."""
+        """Context and continuation ids, trailing context spaces moved to the continuation (lm-eval's rule).
+
+        Differs from `TemplateLM._encode_pair` where a context is empty once its spaces have moved (" "
+        before " dog"): that one asserts on it, here it is the prefix token as an empty context is, and
+        the continuation is encoded alone, without the BOS that add_bos_token puts before a context.
+        """
         spaces = len(context) - len(context.rstrip())
         if spaces:
             continuation = context[-spaces:] + continuation
             context = context[:-spaces]
         if not context:
-            return [self.prefix_token_id], self.tok_encode(continuation)[int(self.args.add_bos_token):]
+            return [self.prefix_token_id], self.tok_encode(continuation, add_special_tokens=False)
         whole = self.tok_encode(context + continuation)
         prompt = self.tok_encode(context)
         return prompt, whole[len(prompt):]
+
+    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """(ELBO of the continuation, is_greedy) per request: `_encode_pair`, then `_loglikelihood_tokens`."""
+        # Not TemplateLM.loglikelihood: it encodes an empty context on a path of its own that takes a
+        # continuation's leading prefix token (e.g. "<|endoftext|> dog") as the context; here every
+        # context goes through `_encode_pair`, so "" and " " are encoded alike and as they always were.
+        pairs = [tuple(request.args) for request in requests]
+        return self._loglikelihood_tokens([(pair, *self._encode_pair(*pair)) for pair in pairs], disable_tqdm)
 
     def _request_seed(self, prompt: list[int], continuation: list[int]) -> int:
         # From the content, not the position: any sharding or order gives each request the same masks.
         return zlib.crc32(json.dumps([self.args.seed, prompt, continuation]).encode())
 
-    def _is_greedy(self, prompt: list[int], continuation: list[int]) -> bool:
-        """Fill all continuation masks one most-confident token per step (LLaDA's suffix_greedy_prediction)."""
-        L = len(continuation)
-        config = LladaSamplerConfig(steps=L, gen_length=L, block_length=L, cfg_scale=self.args.cfg_scale)
-        canvas = llada_generate(
-            self.backbone.logits, torch.tensor([prompt], device=self._device), config,
-            mask_id=self.backbone.spec.mask_id,
-        )
-        return canvas[0, len(prompt):].tolist() == continuation
-
-    def _encode_request(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """(prompt ids, continuation ids) of one loglikelihood request, the prompt left-truncated to fit."""
-        prompt, cont = self._encode_pair(context, continuation)
+    def _fit_request(self, continuation: str, prompt: list[int], cont: list[int]) -> list[int]:
+        """The prompt of one loglikelihood request, left-truncated to fit; raises when nothing can be scored."""
         if not cont:
             raise ValueError(f"continuation {continuation!r} encodes to no tokens; nothing to score")
         if len(cont) >= self.max_length:
@@ -562,53 +408,29 @@ class DiffusionLM(LM):
             self._warn_once("ll_truncate", "loglikelihood contexts are left-truncated to fit "
                                            f"max_length={self.max_length}")
             prompt = prompt[-(self.max_length - len(cont)):]
-        return prompt, cont
+        return prompt
 
-    def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        """(ELBO of the continuation, is_greedy) per request; see likelihood.py for the estimators.
-
-        One-token continuations are exact and share one forward per prompt (a multiple-choice question
-        with answers " A".." D" costs one forward, not 4 x mc_num masked copies); longer ones are exact
-        when 2^L - 1 <= mc_num, else the stratified Monte-Carlo estimate.
-        """
-        encoded = [self._encode_request(*request.args) for request in requests]
-        spec = self.backbone.spec
-        single: dict[tuple[int, ...], list[int]] = {}  # prompt -> indices of its one-token requests
-        for index, (prompt, cont) in enumerate(encoded):
-            if len(cont) == 1:
-                single.setdefault(tuple(prompt), []).append(index)
-        elbos: list[float | None] = [None] * len(requests)
+    def _loglikelihood_tokens(
+        self, requests: list[tuple[tuple[str, str], list[int], list[int]]], disable_tqdm: bool = False, **kwargs: Any,
+    ) -> list[tuple[float, bool]]:
+        """(ELBO, is_greedy) of each ((context, continuation), context ids, continuation ids), the ELBO
+        from `likelihood.score_requests` (one forward per prompt for one-token continuations)."""
+        encoded = [(self._fit_request(pair[1], prompt, cont), cont) for pair, prompt, cont in requests]
+        mask_id = self.backbone.spec.mask_id
         bar = tqdm(total=len(requests), desc="loglikelihood", disable=disable_tqdm or self._rank != 0)
-        for prompt, indices in single.items():
-            candidates = torch.tensor([encoded[i][1][0] for i in indices], device=self._device)
-            logprobs = single_token_logprobs(
-                self.backbone.logits, torch.tensor(prompt, device=self._device), candidates,
-                mask_id=spec.mask_id, cfg_scale=self.args.cfg_scale,
-            )
-            for i, value in zip(indices, logprobs.tolist()):
-                elbos[i] = value
-            bar.update(len(indices))
-        for index, (prompt, cont) in enumerate(encoded):
-            if elbos[index] is not None:
-                continue
-            generator = torch.Generator().manual_seed(self._request_seed(prompt, cont))
-            elbos[index] = float(elbo(
-                self.backbone.logits,
-                torch.tensor(prompt, device=self._device),
-                torch.tensor(cont, device=self._device),
-                mask_id=spec.mask_id,
-                mc_num=self.args.mc_num,
-                batch_size=self.args.mc_batch_size,
-                generator=generator,
-                cfg_scale=self.args.cfg_scale,
-            ))
-            bar.update(1)
+        elbos = score_requests(
+            self.backbone.logits, encoded, mask_id=mask_id, mc_num=self.args.mc_num,
+            batch_size=self.args.mc_batch_size, seeds=[self._request_seed(*pair) for pair in encoded],
+            device=self._device, cfg_scale=self.args.cfg_scale, on_scored=bar.update,
+        )
         bar.close()
         out = []
-        for request, (prompt, cont), value in zip(requests, encoded, elbos):
-            is_greedy = self._is_greedy(prompt, cont) if self.args.greedy_check else False
-            result = (float(value), bool(is_greedy))
-            self.cache_hook.add_partial("loglikelihood", request.args, result)
+        for (pair, _, _), (prompt, cont), value in zip(requests, encoded, elbos):
+            is_greedy = self.args.greedy_check and fills_greedily(
+                self.backbone.logits, torch.tensor(prompt, device=self._device), cont, mask_id=mask_id,
+                cfg_scale=self.args.cfg_scale)
+            result = (value, bool(is_greedy))
+            self.cache_hook.add_partial("loglikelihood", pair, result)
             out.append(result)
         return out
 
@@ -626,76 +448,3 @@ class DiffusionLM(LM):
         self._warned.add(key)
         if self._rank == 0:
             logger.warning(message)
-
-
-def _until_first(ids: list[int], token: int) -> list[int]:
-    """`ids` up to (not including) the first `token`; all of them when it does not occur."""
-    return ids[: ids.index(token)] if token in ids else ids
-
-
-def until_cut_if_decided(stable: str, until: list[str]) -> str | None:
-    """What `postprocess`'s `until` loop leaves of every text that begins with `stable`, or None when the
-    rest of the text could still change it.
-
-    The loop cuts the text at the first occurrence of each stop string in turn. An occurrence found
-    entirely inside `stable` is the first one in any longer text too (an earlier one would end earlier),
-    and cuts it to a known string; a stop not found there may still occur across the end of `stable`,
-    starting where the rest of `stable` begins the stop, which then stays a known prefix only up to there.
-    """
-    known = None  # None: `stable` followed by characters not yet generated
-    for stop in until:
-        if not stop:
-            continue
-        if known is not None:
-            known = known.split(stop, 1)[0]
-        elif stop in stable:
-            known = stable[: stable.index(stop)]
-        else:
-            first = max(len(stable) - len(stop) + 1, 0)
-            stable = stable[: next((p for p in range(first, len(stable)) if stop.startswith(stable[p:])), len(stable))]
-    return known
-
-
-def _check_sampler_options(sampler: str, given: set[str], args: DiffusionLMArgs) -> None:
-    """Options of the other sampler are an error, not silently ignored."""
-    only = {
-        "llada": {"block_length", "remasking", "logits_eos_inf", "confidence_eos_eot_inf"},
-        "dream": {"alg", "alg_temp", "eps"},
-    }
-    other = "dream" if sampler == "llada" else "llada"
-    wrong = sorted(given & only[other])
-    if wrong:
-        raise ValueError(
-            f"model_args {', '.join(wrong)} apply to sampler={other} only; this run uses sampler={sampler}"
-        )
-    if sampler == "dream" and args.cfg_scale > 0:
-        raise ValueError("cfg_scale > 0 is supported by sampler=llada (and the ELBO), not by sampler=dream")
-
-
-def _context_length(backbone: Backbone) -> int:
-    """The checkpoint's stated context length (config, then tokenizer), else DEFAULT_MAX_LENGTH."""
-    config = backbone.model.config
-    for name in ("max_sequence_length", "max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    value = getattr(backbone.tokenizer, "model_max_length", None)
-    if isinstance(value, int) and 0 < value < 10**7:
-        return value
-    return DEFAULT_MAX_LENGTH
-
-
-def _setup_distributed(device_arg: str | None) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group only when WORLD_SIZE > 1."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_arg)
-    if world_size <= 1:
-        return 0, 1, device
-    import torch.distributed as dist
-
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size(), device

@@ -13,18 +13,20 @@ u ~ U[0, 1)), so every n appears mc_num / L times up to rounding and the estimat
 whenever 2^L - 1 <= mc_num, i.e. when enumeration costs no more forwards than sampling. For L = 1 the
 only subset masks the one continuation token, so the ELBO is exactly log p(x | prompt, [mask]) and the
 masked input does not depend on x: `single_token_logprobs` scores every one-token candidate (MMLU's
-" A".." D") with one forward per prompt.
+" A".." D") with one forward per prompt. `score_requests` applies all of this to a list of requests (what
+the harness's loglikelihood scores), `fills_greedily` is its is_greedy check.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F
 
-from lm_eval_diffusion.sampler import LogitsFn, guided_logits
+from lm_eval_diffusion.sampler import LladaSamplerConfig, LogitsFn, guided_logits, llada_generate
 
 
 def stratified_mask_counts(num_samples: int, length: int, offset: float) -> torch.Tensor:
@@ -176,3 +178,59 @@ def elbo_exact(
     # E_n E_S: each n has probability 1 / L, each n-subset 1 / C(L, n).
     weights = torch.tensor([1.0 / math.comb(L, len(subset)) for subset in subsets], dtype=torch.float64)
     return -(losses * weights.to(losses.device)).sum() / L
+
+
+def score_requests(
+    logits_fn: LogitsFn,
+    requests: list[tuple[list[int], list[int]]],
+    *,
+    mask_id: int,
+    mc_num: int,
+    batch_size: int,
+    seeds: list[int],
+    device: torch.device,
+    cfg_scale: float = 0.0,
+    on_scored: Callable[[int], None] | None = None,
+) -> list[float]:
+    """The ELBO of each (prompt ids, continuation ids) request, in order.
+
+    One-token continuations are exact and share one forward per prompt (a multiple-choice question
+    with answers " A".." D" costs one forward, not 4 x mc_num masked copies); longer ones are `elbo`
+    (exact when 2^L - 1 <= mc_num, else stratified Monte-Carlo with masks drawn from a CPU generator
+    seeded with the request's `seeds` entry). `on_scored(n)` is called as n more requests are done.
+    """
+    single: dict[tuple[int, ...], list[int]] = {}  # prompt -> indices of its one-token requests
+    for index, (prompt, cont) in enumerate(requests):
+        if len(cont) == 1:
+            single.setdefault(tuple(prompt), []).append(index)
+    elbos: list[float | None] = [None] * len(requests)
+    for prompt, indices in single.items():
+        candidates = torch.tensor([requests[i][1][0] for i in indices], device=device)
+        logprobs = single_token_logprobs(
+            logits_fn, torch.tensor(prompt, device=device), candidates, mask_id=mask_id, cfg_scale=cfg_scale,
+        )
+        for i, value in zip(indices, logprobs.tolist()):
+            elbos[i] = value
+        if on_scored is not None:
+            on_scored(len(indices))
+    for index, (prompt, cont) in enumerate(requests):
+        if elbos[index] is not None:
+            continue
+        elbos[index] = float(elbo(
+            logits_fn, torch.tensor(prompt, device=device), torch.tensor(cont, device=device), mask_id=mask_id,
+            mc_num=mc_num, batch_size=batch_size, generator=torch.Generator().manual_seed(seeds[index]),
+            cfg_scale=cfg_scale,
+        ))
+        if on_scored is not None:
+            on_scored(1)
+    return [float(value) for value in elbos]
+
+
+def fills_greedily(logits_fn: LogitsFn, prompt_ids: torch.Tensor, cont: list[int], *, mask_id: int,
+                   cfg_scale: float = 0.0) -> bool:
+    """Whether filling all continuation masks after (P,) long `prompt_ids`, one most-confident token per
+    step, gives `cont` (LLaDA's suffix_greedy_prediction; lm-eval's is_greedy)."""
+    L = len(cont)
+    config = LladaSamplerConfig(steps=L, gen_length=L, block_length=L, cfg_scale=cfg_scale)
+    canvas = llada_generate(logits_fn, prompt_ids[None], config, mask_id=mask_id)
+    return canvas[0, prompt_ids.shape[0]:].tolist() == cont

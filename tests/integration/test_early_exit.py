@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from lm_eval_diffusion.backbone import load_backbone
-from lm_eval_diffusion.harness import DiffusionLM, until_cut_if_decided
+from lm_eval_diffusion.harness import DiffusionLM
+from lm_eval_diffusion.stops import cut_text, parse_until, until_cut_if_decided, until_decides
 from lm_eval_diffusion.sampler import (
     DreamSamplerConfig,
     LladaSamplerConfig,
@@ -223,6 +224,14 @@ def test_until_cut_if_decided_by_hand():
     assert until_cut_if_decided("", ["a"]) is None and until_cut_if_decided("abc", []) is None
 
 
+def test_until_kwarg_is_a_list_of_stop_strings_without_eos_and_cuts_in_turn():
+    assert parse_until(None) == [] and parse_until("\n") == ["\n"] and parse_until(("a", "b")) == ["a", "b"]
+    with pytest.raises(ValueError, match="`until` must be a string or a list of strings, got \\[1\\]"):
+        parse_until([1])
+    assert cut_text("abcd<|eot_id|>e", ["c", "bc", ""], ["<|eot_id|>"]) == "ab"
+    assert cut_text("a<|eot_id|>b\nc", ["\n"], ["<|eot_id|>"]) == "ab"  # specials dropped after the cuts
+
+
 def test_until_decision_never_differs_from_postprocess(tiny_checkpoints):
     """For random committed prefixes, whenever the harness calls a row decided, every continuation
     gives the same `postprocess` text as the prefix alone; and it does decide often enough to matter.
@@ -232,6 +241,8 @@ def test_until_decision_never_differs_from_postprocess(tiny_checkpoints):
     rng = random.Random(0)
     encode = lambda text: lm.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     chars = lambda text: [tok for ch in text for tok in encode(ch)]  # noqa: E731
+    decode = lambda ids: lm.tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
+    cleans_up = bool(getattr(lm.tokenizer, "clean_up_tokenization_spaces", False))
     text_ids = [i for i in range(len(lm.tokenizer)) if i not in spec.stop_ids and i != spec.mask_id]
     text_ids += encode("Question: abc\n\n the Answer <|eot_id|>") * 20
     special = [spec.eos_id, spec.eot_id]
@@ -245,7 +256,7 @@ def test_until_decision_never_differs_from_postprocess(tiny_checkpoints):
         prefix = [rng.choice(text_ids) for _ in range(rng.randint(1, 10))]
         if rng.random() < 0.5:
             prefix += chars(stop[:split])
-        if not lm._until_decides(prefix, until):
+        if not until_decides(prefix, until, decode, cleans_up_spaces=cleans_up):
             continue
         decided += 1
         expected = lm.postprocess(prefix, until)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import shutil
 
 import pytest
 import torch
@@ -181,6 +182,29 @@ def test_generation_length_comes_from_max_gen_toks_rounded_to_blocks(tiny_checkp
     assert "gen_length 10 rounded up to 16" in caplog.text
 
 
+@pytest.mark.parametrize("name", ["llada", "llada_nopad"])
+def test_batches_run_longest_canvas_first_then_longest_prompt_first(tiny_checkpoints, name):
+    """The order batches run in: canvas length descending, then prompt length descending, then request
+    order; batch_size at most, one canvas length per batch, and one prompt length where padding is ignored."""
+    lm = make_lm(tiny_checkpoints[name], steps=8, block_length=8, batch_size=3)
+    seen = []
+    lm._generate_token_ids = lambda prompts, gen_length, *rest: (
+        seen.append((gen_length, [tuple(p) for p in prompts])) or ([[]] * len(prompts), [0] * len(prompts)))
+    contexts = ["dog", "The quick brown fox", "0123456789", "cat", "Answer:", "dog", "SELECT name FROM t"]
+    requests = [Request(c, {"max_gen_toks": n}) for c, n in zip(contexts, (8, 16, 8, 16, 8, 8, 16))]
+    lm.generate_until(requests)
+    items = sorted(((-r.args[1]["max_gen_toks"], -len(lm.tok_encode(r.args[0])), i) for i, r in enumerate(requests)))
+    expected, group = [], None
+    for neg_gen, neg_len, i in items:
+        key = (neg_gen, neg_len if not lm.backbone.honours_padding else 0)
+        if key != group or len(expected[-1][1]) == 3:
+            expected.append((-neg_gen, []))
+            group = key
+        expected[-1][1].append(tuple(lm.tok_encode(contexts[i])))
+    assert seen == expected
+    assert [gen for gen, _ in seen][:1] == [16] and len(seen) == (3 if lm.backbone.honours_padding else 6)
+
+
 def test_unsupported_kwargs_warn_once_and_long_prompts_are_truncated(tiny_checkpoints, caplog):
     lm = make_lm(tiny_checkpoints["llada"], max_length=40, **GEN)
     prompts = []
@@ -205,6 +229,59 @@ def test_loglikelihood_is_deterministic_per_request_whatever_the_order(tiny_chec
     assert [second[shuffled.index(i)] for i in range(len(requests))] == first
     assert all(math.isfinite(ll) and ll < 0 and greedy is False for ll, greedy in first)
     assert len({ll for ll, _ in first}) == len(first)
+
+
+# (context, continuation, log-likelihood) on the tiny LLaDA (seed 1), mc_num=16: recorded before DiffusionLM
+# became a TemplateLM, to hold the encoding (empty and space-only contexts, a continuation that begins with
+# the prefix token, BOS under add_bos_token) and the per-request seeds to what they were.
+PINNED = [
+    ("", " the lazy dog", -23.929217298825584),
+    ("", "dog", -11.284324645996094),
+    ("", "<|endoftext|> dog", -11.64297866821289),  # TemplateLM would take the leading EOS as the context
+    ("  ", "dog", -11.542864799499512),
+    (" ", " dog", -11.542864799499512),
+    ("The quick brown ", "fox", -12.131574392318726),
+    ("Tom has 3 apples and buys", " 4 more", -23.8459065357844),
+    ("Answer:", " The quick brown fox jumps over", -88.4066029547469),  # 15 tokens: Monte-Carlo, seeded per request
+]
+PINNED_BOS = [("", " dog", -5.6594757337746415), ("  ", "dog", -11.460627794265747),
+              ("Tom has", " 3 apples", -11.746344089508057)]
+
+
+def test_loglikelihoods_of_empty_space_only_and_ordinary_contexts_are_pinned(tiny_checkpoints, tmp_path):
+    from transformers import AutoTokenizer
+
+    from dllm_jepa_train.toy.models import EOS_TOKEN, UNK_TOKEN
+
+    lm = make_lm(tiny_checkpoints["llada"], mc_num=16, mc_batch_size=8)
+    tok = lm.tokenizer
+    own = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    eos = tok.convert_tokens_to_ids(EOS_TOKEN)
+    # An empty context, or one left empty once its spaces move to the continuation, is the prefix token.
+    assert lm._encode_pair("", "dog") == ([eos], own("dog"))
+    assert lm._encode_pair("  ", "dog") == lm._encode_pair(" ", " dog") == ([eos], own("  dog"))
+    assert lm._encode_pair("", EOS_TOKEN + " dog") == ([eos], [eos] + own(" dog"))
+    assert lm._encode_pair("The quick brown ", "fox") == (own("The quick brown"), own("The quick brown fox")[-2:])
+    results = lm.loglikelihood([Request(context, cont) for context, cont, _ in PINNED])
+    assert [value for value, _ in results] == pytest.approx([value for _, _, value in PINNED], rel=1e-6, abs=0)
+
+    # BOS under add_bos_token: the context starts with it; an empty context is BOS alone, and the
+    # continuation never carries one (this tokenizer's BOS is its <unk>, set for the test).
+    folder = shutil.copytree(tiny_checkpoints["llada"], tmp_path / "bos")
+    bos_tok = AutoTokenizer.from_pretrained(folder)
+    bos_tok.bos_token = UNK_TOKEN
+    bos_tok.save_pretrained(folder)
+    bos_lm = make_lm(folder, mc_num=16, mc_batch_size=8, add_bos_token=True)
+    bos = bos_tok.bos_token_id
+    assert bos_lm._encode_pair("", " dog") == ([bos], own(" dog"))
+    assert bos_lm._encode_pair("  ", "dog") == ([bos], own("  dog"))
+    assert bos_lm._encode_pair("Tom has", " 3 apples") == ([bos] + own("Tom has"), own("Tom has 3 apples")[3:])
+    # tok_encode as TemplateLM calls it: None follows add_bos_token, False never adds BOS, True adds one
+    # where the tokenizer has it (the plain tiny tokenizer has none).
+    assert bos_lm.tok_encode("dog") == bos_lm.tok_encode("dog", add_special_tokens=True) == [bos] + own("dog")
+    assert bos_lm.tok_encode("dog", add_special_tokens=False) == own("dog") == lm.tok_encode("dog", True)
+    results = bos_lm.loglikelihood([Request(context, cont) for context, cont, _ in PINNED_BOS])
+    assert [value for value, _ in results] == pytest.approx([value for _, _, value in PINNED_BOS], rel=1e-6, abs=0)
 
 
 def test_one_token_choices_cost_one_forward_per_question(tiny_checkpoints):
