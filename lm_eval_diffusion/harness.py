@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from lm_eval_diffusion.backbone import FAMILIES, Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
 from lm_eval_diffusion.coerce import CoercionError, coerce
+from lm_eval_diffusion.families import get_family
 from lm_eval_diffusion.likelihood import elbo, single_token_logprobs
 from lm_eval_diffusion.sampler import (
     DREAM_ALGS,
@@ -160,7 +161,7 @@ class DiffusionLM(LM):
         )
         self.tokenizer = self.backbone.tokenizer
         spec = self.backbone.spec
-        self.sampler = args.sampler or ("dream" if spec.family == "dream" else "llada")
+        self.sampler = args.sampler or get_family(spec.family).default_sampler
         _check_sampler_options(self.sampler, given, args)
         self.batch_size = self._resolve_batch_size(args.batch_size)
         self.max_length = args.max_length or _context_length(self.backbone)
