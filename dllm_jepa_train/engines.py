@@ -23,12 +23,12 @@ import copy
 import json
 import math
 import resource
-import sys
 from pathlib import Path
 
 import torch
 
 from dllm_jepa_train.config import ConfigError, TrainConfig
+from lm_eval_diffusion.families import get_family
 
 
 def cosine_lr(step: int, total_steps: int, warmup_ratio: float) -> float:
@@ -52,21 +52,12 @@ def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def enable_gradient_checkpointing(model: torch.nn.Module) -> str:
-    """Turn on activation checkpointing: the HF switch where supported, else LLaDA's own; name the one used."""
-    if getattr(model, "supports_gradient_checkpointing", False):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return "hf"
-    inner = getattr(model, "model", None)
-    if inner is not None and hasattr(inner, "set_activation_checkpointing"):
-        # LLaDA's strategy enum lives in its (remote) modeling module; the name is LLaDA's own.
-        strategy = sys.modules[type(inner).__module__].ActivationCheckpointingStrategy.whole_layer
-        inner.set_activation_checkpointing(strategy)
-        return "llada"
-    raise ValueError(
-        f"model.gradient_checkpointing: {type(model).__name__} supports neither the HF switch nor "
-        "set_activation_checkpointing; set model.gradient_checkpointing false"
-    )
+def enable_gradient_checkpointing(model: torch.nn.Module, family: str) -> str:
+    """Turn on activation checkpointing the way the registry's `family` does; name the switch used."""
+    try:
+        return get_family(family).checkpointing(model)
+    except ValueError as err:
+        raise ValueError(f"model.gradient_checkpointing: {err}; set model.gradient_checkpointing false") from err
 
 
 class L2Anchor:

@@ -82,7 +82,8 @@ class Trainer:
             use_attention_mask=cfg.data.use_attention_mask,
         )
 
-        self.checkpointing = enable_gradient_checkpointing(backbone) if cfg.model.gradient_checkpointing else "off"
+        is_checkpointed = cfg.model.gradient_checkpointing
+        self.checkpointing = enable_gradient_checkpointing(backbone, spec.family) if is_checkpointed else "off"
         backbone.train()
         predictor = None
         if self.use_jepa:

@@ -5,10 +5,12 @@ Kept import-light on purpose: the package's startup hook imports it in every Pyt
 
 from pathlib import Path
 
+# The family registry's live list of names; the trainer config's model.family allows these too.
+from lm_eval_diffusion.families import FAMILIES  # noqa: F401
+
 __version__ = "0.1.0"
 
 MODEL_NAMES = ("llada_diffusion", "diffusion_lm")
-FAMILIES = ("llada", "dream", "generic")  # model families backbone.py knows; the trainer config allows these too
 
 
 def tasks_dir() -> Path:

@@ -1,8 +1,8 @@
 """Load a masked-diffusion checkpoint and expose logits and hidden states through one interface.
 
-Families (see DESIGN.md): LLaDA (`model_type` "llada", remote code), Dream (`model_type` "Dream",
-remote code, logits shifted right by one), and any generic `AutoModelForMaskedLM`. Everything that
-differs between them (mask id, stop ids, logit shift, how padding is passed) is decided here once.
+What differs between model families (LLaDA, Dream, any `AutoModelForMaskedLM`; how a config is
+recognised, mask / stop / pad ids, logit shift, how padding is passed, loading) is each family's rule in
+`lm_eval_diffusion.families`; this module asks that registry and names no family itself.
 """
 
 from __future__ import annotations
@@ -15,109 +15,9 @@ from typing import Any
 
 import torch
 
-from lm_eval_diffusion import FAMILIES
+from lm_eval_diffusion.families import FAMILIES, FamilySpec, detect_family, get_family  # noqa: F401 (re-exports)
 
 logger = logging.getLogger(__name__)
-
-
-def _dtype_kwarg() -> str:
-    """`from_pretrained`'s dtype keyword: `dtype` from transformers 4.56, `torch_dtype` before (deprecated after)."""
-    import transformers
-
-    major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
-    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
-
-
-# End-of-turn / end-of-text token *strings* used by the supported tokenizers. Their ids are looked up
-# in each tokenizer, never hard-coded.
-STOP_TOKEN_STRINGS = ("<|eot_id|>", "<|endoftext|>", "<|im_end|>", "<|end_of_text|>")
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    """What the sampler, the ELBO and the trainer need to know about a checkpoint's family."""
-
-    family: str
-    mask_id: int
-    stop_ids: tuple[int, ...]  # EOS and EOT ids: generation ends at the first of these
-    pad_id: int
-    shift_logits: bool  # Dream: the logits at position i predict token i + 1
-    vocab_size: int
-    eos_id: int = -1  # the id that pads a response to the batch length in training
-    eot_id: int | None = None
-
-
-def detect_family(config: Any) -> str:
-    """Family name from a HF config's `model_type` (llada | dream | generic)."""
-    model_type = str(getattr(config, "model_type", "")).lower()
-    if model_type == "llada":
-        return "llada"
-    if model_type == "dream":
-        return "dream"
-    return "generic"
-
-
-def _as_ids(value: Any) -> list[int]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value if v is not None]
-    return [int(value)]
-
-
-def resolve_spec(config: Any, tokenizer: Any, family: str, mask_id: int | None, name: str) -> FamilySpec:
-    """Work out mask, stop and pad ids from the config and tokenizer; raise clearly when impossible."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r} for {name}; allowed: {', '.join(FAMILIES)}")
-    vocab_size = int(getattr(config, "vocab_size", 0) or getattr(config, "embedding_size", 0) or 0)
-    if mask_id is None:
-        if family in ("llada", "dream"):
-            mask_id = getattr(config, "mask_token_id", None)
-        if mask_id is None:
-            mask_id = getattr(tokenizer, "mask_token_id", None)
-    if mask_id is None:
-        raise ValueError(
-            f"{name}: no mask token found (config has no `mask_token_id` and the tokenizer has no mask "
-            f"token); pass the mask id explicitly, e.g. --model_args pretrained={name},mask_id=<id>"
-        )
-    mask_id = int(mask_id)
-    tokenizer_size = len(tokenizer)
-    if vocab_size and tokenizer_size > vocab_size:
-        raise ValueError(
-            f"{name}: tokenizer has {tokenizer_size} tokens but the model's vocabulary has {vocab_size}; "
-            "the tokenizer does not belong to this checkpoint"
-        )
-    if vocab_size and not 0 <= mask_id < vocab_size:
-        raise ValueError(f"{name}: mask_id {mask_id} is outside the vocabulary [0, {vocab_size})")
-
-    eos_ids = _as_ids(getattr(tokenizer, "eos_token_id", None)) + _as_ids(getattr(config, "eos_token_id", None))
-    vocab = tokenizer.get_vocab()
-    eot_id = None
-    for token in STOP_TOKEN_STRINGS:
-        if token in vocab:
-            eos_ids.append(int(vocab[token]))
-            if token in ("<|eot_id|>", "<|im_end|>") and eot_id is None:
-                eot_id = int(vocab[token])
-    if not eos_ids and getattr(tokenizer, "sep_token_id", None) is not None:
-        eos_ids.append(int(tokenizer.sep_token_id))  # BERT-style encoders end a text with [SEP]
-    stop_ids = tuple(dict.fromkeys(i for i in eos_ids if i != mask_id))
-    if not stop_ids:
-        raise ValueError(f"{name}: neither the tokenizer nor the config defines an EOS token")
-    eos_id = _as_ids(getattr(tokenizer, "eos_token_id", None)) or list(stop_ids)
-    pad_candidates = _as_ids(getattr(tokenizer, "pad_token_id", None)) or _as_ids(
-        getattr(config, "pad_token_id", None)
-    )
-    pad_id = pad_candidates[0] if pad_candidates else eos_id[0]
-    return FamilySpec(
-        family=family,
-        mask_id=mask_id,
-        stop_ids=stop_ids,
-        pad_id=int(pad_id),
-        shift_logits=family == "dream",
-        vocab_size=vocab_size or tokenizer_size,
-        eos_id=int(eos_id[0]),
-        eot_id=eot_id,
-    )
 
 
 def model_forward(
@@ -129,25 +29,15 @@ def model_forward(
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
     """Run `model` on (B, L) long ids; return logits aligned so that [:, i] predicts token i, and hidden states.
 
-    `attention_mask` is (B, L) with 1 for real tokens (None: no padding). With padding, generic and Dream
-    models also get position ids that restart at the first real token, and Dream a 4-D key mask as in its
-    own `diffusion_generate`.
+    `attention_mask` is (B, L) with 1 for real tokens (None: no padding). With padding, the family's
+    `padding` convention turns it into the forward's keywords (e.g. Dream: a 4-D key mask and position
+    ids, as in its own `diffusion_generate`); logits are shifted back where the family's are shifted.
     """
+    family = get_family(spec.family)
     kwargs: dict[str, Any] = {"output_hidden_states": output_hidden_states, "return_dict": True}
-    has_padding = attention_mask is not None and bool((attention_mask == 0).any())
-    if has_padding:
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        if spec.family == "dream":
-            keep = attention_mask.bool()
-            kwargs["attention_mask"] = keep[:, None, None, :].expand(-1, 1, keep.shape[1], -1)
-            kwargs["position_ids"] = position_ids
-        elif spec.family == "generic":
-            kwargs["attention_mask"] = attention_mask
-            kwargs["position_ids"] = position_ids
-        else:
-            kwargs["attention_mask"] = attention_mask
-    if spec.family == "llada":
-        kwargs["use_cache"] = False
+    if attention_mask is not None and bool((attention_mask == 0).any()):  # .any() is a host-device sync
+        kwargs.update(family.padding(attention_mask))
+    kwargs.update(family.forward_kwargs)
     out = model(input_ids=input_ids, **kwargs)
     logits = out.logits
     if spec.shift_logits:
@@ -261,36 +151,22 @@ def load_backbone(
     probe_padding: bool = True,
 ) -> Backbone:
     """Load `pretrained` (local dir or hub id) as a Backbone in eval mode on `device`."""
-    from transformers import AutoModel, AutoModelForMaskedLM
-
     name = str(pretrained)
     config, tokenizer = load_config_and_tokenizer(name, trust_remote_code, revision)
     detected = detect_family(config)
-    family = family or detected
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
-    if family != detected:
-        warnings.warn(f"{name}: config says family {detected!r}, using {family!r} as asked", stacklevel=2)
-    spec = resolve_spec(config, tokenizer, family, mask_id, name)
+    rules = get_family(family or detected)
+    if rules.name != detected:
+        warnings.warn(f"{name}: config says family {detected!r}, using {rules.name!r} as asked", stacklevel=2)
+    spec = rules.resolve_spec(config, tokenizer, mask_id, name)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    if family == "llada":
-        config.use_cache = False  # LLaDA's remote code under transformers 4.57 needs this
-    # The loading class follows the checkpoint, not the family override: remote-code checkpoints
-    # (LLaDA, Dream) register their head under AutoModel, native encoders under AutoModelForMaskedLM.
-    auto_map = getattr(config, "auto_map", None) or {}
-    use_auto_model = "AutoModelForMaskedLM" not in auto_map and "AutoModel" in auto_map
-    auto_cls = AutoModel if use_auto_model else AutoModelForMaskedLM
-    model = auto_cls.from_pretrained(
-        name, config=config, trust_remote_code=trust_remote_code, revision=revision,
-        **{_dtype_kwarg(): torch_dtype},
-    )
+    model = rules.load_model(name, config, trust_remote_code=trust_remote_code, revision=revision, dtype=torch_dtype)
     model.to(torch_device).eval()
     backbone = Backbone(model=model, tokenizer=tokenizer, spec=spec, name=name)
     if probe_padding:
         backbone.honours_padding = padding_probe(backbone)
         logger.info("%s: family=%s mask_id=%d stop_ids=%s padding honoured=%s",
-                    name, family, spec.mask_id, spec.stop_ids, backbone.honours_padding)
+                    name, spec.family, spec.mask_id, spec.stop_ids, backbone.honours_padding)
     return backbone
 
 

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from lm_eval_diffusion import distributed
 from lm_eval_diffusion.backbone import Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
+from lm_eval_diffusion.families import get_family
 from lm_eval_diffusion.likelihood import fills_greedily, score_requests
 from lm_eval_diffusion.model_args import DiffusionLMArgs, check_sampler_options, context_length, merge_cli
 from lm_eval_diffusion.sampler import LladaSamplerConfig, dream_generate, llada_generate
@@ -79,7 +80,7 @@ class DiffusionLM(TemplateLM):
         )
         self.tokenizer = self.backbone.tokenizer
         spec = self.backbone.spec
-        self.sampler = args.sampler or ("dream" if spec.family == "dream" else "llada")
+        self.sampler = args.sampler or get_family(spec.family).default_sampler
         check_sampler_options(self.sampler, given, args)
         self.batch_size = self._resolve_batch_size(args.batch_size)
         self.max_length = args.max_length or context_length(self.backbone.model.config, self.tokenizer)

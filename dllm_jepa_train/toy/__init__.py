@@ -14,11 +14,11 @@ code; nothing outside this package imports it.
 
 from __future__ import annotations
 
-from lm_eval_diffusion import FAMILIES
+from dllm_jepa_train.toy.models import TINY_MODELS
 from lm_eval_diffusion.task_data import TASKS
 
 TOY_PREFIX = "toy:"
-TOY_MODELS = FAMILIES  # toy:<family> builds a tiny model of that family
+TOY_MODELS = tuple(TINY_MODELS)  # toy:<family> builds a tiny model of that registry family
 TOY_DATA = TASKS + ("text",)  # toy:<task> generates every synthetic dataset and reads that one
 
 

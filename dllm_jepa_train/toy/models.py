@@ -2,16 +2,18 @@
 
 Every checkpoint is written with `save_pretrained` (and, for the LLaDA-like and Dream-like families,
 with its remote-code files and `auto_map`), so it goes through the same loading path as a real one.
+`TINY_MODELS` says, per family of the registry (`lm_eval_diffusion.families`), how the toy builds one
+that the registry recognises as that family; the registry knows nothing of the toy. Imports no torch
+at module level (the toy's names, `dllm_jepa_train.toy.TOY_MODELS`, come from here).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
-
-import torch
 
 REMOTE_CODE_DIR = Path(__file__).resolve().parent / "remote"
 
@@ -22,21 +24,36 @@ MASK_TOKEN = "<|mdm_mask|>"
 UNK_TOKEN = "<unk>"
 SPECIAL_TOKENS = (EOS_TOKEN, EOT_TOKEN, MASK_TOKEN, UNK_TOKEN)
 
-_REMOTE = {
-    "llada": {
-        "files": ("configuration_llada_tiny.py", "modeling_llada_tiny.py", "tiny_blocks.py"),
-        "auto_map": {
-            "AutoConfig": "configuration_llada_tiny.LLaDAConfig",
-            "AutoModel": "modeling_llada_tiny.LLaDAModelLM",
-        },
-    },
-    "dream": {
-        "files": ("configuration_dream_tiny.py", "modeling_dream_tiny.py", "tiny_blocks.py"),
-        "auto_map": {
-            "AutoConfig": "configuration_dream_tiny.DreamConfig",
-            "AutoModel": "modeling_dream_tiny.DreamModel",
-        },
-    },
+
+@dataclass(frozen=True)
+class TinyRemote:
+    """A tiny remote-code model: what its checkpoint folder holds and its config calls its sizes."""
+
+    model_type: str  # written into config.json; the registry detects the family from it
+    files: tuple[str, ...]  # copied from REMOTE_CODE_DIR beside the weights
+    auto_map: dict[str, str]
+    size_keys: tuple[str, str, str]  # the config's names for hidden size, layers, heads
+    padding_switch: str | None = None  # config key that makes the model ignore the attention mask (tests)
+
+
+# Registry family -> how the toy builds it; None: a native transformers BERT (AutoModelForMaskedLM).
+TINY_MODELS: dict[str, TinyRemote | None] = {
+    "llada": TinyRemote(
+        model_type="llada",
+        files=("configuration_llada_tiny.py", "modeling_llada_tiny.py", "tiny_blocks.py"),
+        auto_map={"AutoConfig": "configuration_llada_tiny.LLaDAConfig",
+                  "AutoModel": "modeling_llada_tiny.LLaDAModelLM"},
+        size_keys=("d_model", "n_layers", "n_heads"),
+        padding_switch="honour_attention_mask",
+    ),
+    "dream": TinyRemote(
+        model_type="Dream",
+        files=("configuration_dream_tiny.py", "modeling_dream_tiny.py", "tiny_blocks.py"),
+        auto_map={"AutoConfig": "configuration_dream_tiny.DreamConfig",
+                  "AutoModel": "modeling_dream_tiny.DreamModel"},
+        size_keys=("hidden_size", "num_hidden_layers", "num_attention_heads"),
+    ),
+    "generic": None,
 }
 
 DEFAULT_CORPUS = (
@@ -88,17 +105,23 @@ def build_tiny_checkpoint(
     seed: int = 0,
     honour_attention_mask: bool = True,
 ) -> Path:
-    """Write a randomly initialised tiny checkpoint of `family` (generic | llada | dream) to `out_dir`."""
+    """Write a randomly initialised tiny checkpoint of `family` (a key of TINY_MODELS) to `out_dir`.
+
+    `honour_attention_mask=False` builds a model that ignores padding, where the family's tiny model has
+    that switch (LLaDA-like only).
+    """
+    import torch
     from transformers import AutoConfig, AutoModel, BertConfig, BertForMaskedLM
 
-    if family not in ("generic", "llada", "dream"):
-        raise ValueError(f"family must be one of generic, llada, dream; got {family!r}")
+    if family not in TINY_MODELS:
+        raise ValueError(f"family must be one of {', '.join(TINY_MODELS)}; got {family!r}")
+    remote = TINY_MODELS[family]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
     vocab_size = len(tokenizer)
     torch.manual_seed(seed)
-    if family == "generic":
+    if remote is None:
         config = BertConfig(
             vocab_size=vocab_size,
             hidden_size=hidden_size,
@@ -111,34 +134,28 @@ def build_tiny_checkpoint(
         )
         model = BertForMaskedLM(config)
     else:
-        spec = _REMOTE[family]
-        for name in spec["files"]:
+        for name in remote.files:
             shutil.copyfile(REMOTE_CODE_DIR / name, out / name)
         ids = {
             "mask_token_id": tokenizer.mask_token_id,
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
         }
-        if family == "llada":
-            sizes = {"d_model": hidden_size, "n_layers": num_layers, "n_heads": num_heads,
-                     "honour_attention_mask": honour_attention_mask}
-            model_type = "llada"
-        else:
-            sizes = {"hidden_size": hidden_size, "num_hidden_layers": num_layers,
-                     "num_attention_heads": num_heads}
-            model_type = "Dream"
-        raw = {"model_type": model_type, "vocab_size": vocab_size, "auto_map": spec["auto_map"], **ids, **sizes}
+        sizes = dict(zip(remote.size_keys, (hidden_size, num_layers, num_heads)))
+        if remote.padding_switch is not None:
+            sizes[remote.padding_switch] = honour_attention_mask
+        raw = {"model_type": remote.model_type, "vocab_size": vocab_size, "auto_map": remote.auto_map, **ids, **sizes}
         (out / "config.json").write_text(json.dumps(raw, indent=2))
         config = AutoConfig.from_pretrained(out, trust_remote_code=True)
         model = AutoModel.from_config(config, trust_remote_code=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    if family != "generic":
+    if remote is not None:
         # save_pretrained rewrites config.json; keep auto_map and the code files beside the weights.
         saved = json.loads((out / "config.json").read_text())
-        saved["auto_map"] = spec["auto_map"]
+        saved["auto_map"] = remote.auto_map
         (out / "config.json").write_text(json.dumps(saved, indent=2))
-        for name in spec["files"]:
+        for name in remote.files:
             if not (out / name).exists():
                 shutil.copyfile(REMOTE_CODE_DIR / name, out / name)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 
@@ -109,3 +110,55 @@ def test_encode_prompt_keeps_bos_only_where_the_tokenizer_adds_it(tiny_tokenizer
     wrapped = _with_post_processor(tiny_tokenizer, "<|endoftext|> $A <|eot_id|>", ["<|endoftext|>", "<|eot_id|>"])
     assert encode_prompt(wrapped, "Question: 2+2?") == [bos] + plain
     assert encode_prompt(bos_first, "Question: 2+2?", add_bos=False) == plain
+
+
+def test_a_family_registered_from_outside_loads_and_generates(tiny_checkpoints, tmp_path, monkeypatch):
+    """A family defined here (LLaDA's rules renamed, Dream's sampler as its default, its own padding rule)
+    recognises a made-up model_type through load_backbone and the harness, with no project file edited."""
+    from lm_eval_diffusion import families
+    from lm_eval_diffusion.backbone import load_config_and_tokenizer
+    from lm_eval_diffusion.harness import DiffusionLM
+
+    ckpt = tmp_path / "tinymdm"
+    shutil.copytree(tiny_checkpoints["llada"], ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**config, "model_type": "tinymdm"}))
+    assert families.detect_family(load_config_and_tokenizer(str(ckpt))[0]) == "generic"  # unknown: the fallback
+
+    padded_forwards = []
+
+    def pad_mask_counted(attention_mask):
+        padded_forwards.append(tuple(attention_mask.shape))
+        return {"attention_mask": attention_mask}
+
+    monkeypatch.setattr(families, "_registry", dict(families._registry))  # undone after the test
+    families.register_family(families.Family(
+        name="tinymdm", model_types=("tinymdm",), mask_id_from_config=True, padding=pad_mask_counted,
+        forward_kwargs={"use_cache": False}, config_overrides={"use_cache": False}, default_sampler="dream",
+        checkpointing=families.llada_checkpointing))
+    assert "tinymdm" in families.FAMILIES
+
+    bb = load_backbone(str(ckpt))
+    reference = load_backbone(str(tiny_checkpoints["llada"]), probe_padding=False)
+    assert bb.spec.family == "tinymdm" and bb.honours_padding and padded_forwards  # the probe used our rule
+    assert bb.spec == dataclasses.replace(reference.spec, family="tinymdm")
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    assert torch.equal(bb.logits(ids), reference.logits(ids))
+
+    contexts = ["Question: Tom has 3 apples", "dog", "SELECT count(*) FROM singer"]  # unequal: padded batches
+    outputs = {}
+    for name, path, args in (("tinymdm", ckpt, {}), ("llada", tiny_checkpoints["llada"], {"sampler": "dream"})):
+        lm = DiffusionLM(pretrained=str(path), device="cpu", steps=8, gen_length=16, batch_size=3, **args)
+        lm.postprocess = lambda ids, until: " ".join(map(str, ids))  # raw ids, before any cut
+        assert lm.sampler == "dream"  # tinymdm: its family's default sampler
+        padded_forwards.clear()
+        outputs[name] = lm.generate_until([_Request(c, {"until": ["\n"]}) for c in contexts])
+        assert bool(padded_forwards) == (name == "tinymdm")
+    assert outputs["tinymdm"] == outputs["llada"] and len(set(outputs["llada"])) > 1
+
+
+class _Request:
+    """The part of lm-eval's Instance that an LM reads."""
+
+    def __init__(self, *args):
+        self.args = args
