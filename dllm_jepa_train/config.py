@@ -382,6 +382,9 @@ def _check_task_options(data: DataConfig, source: str) -> None:
     and that task's check must pass (GSM8K: data.dev_rows only on split train)."""
     for key, owners in task_registry.data_option_owners().items():
         option = next(o for o in owners[0].data_options if o.key == key)
+        if not hasattr(data, key):
+            raise ConfigError(f"task {owners[0].name} ({owners[0].origin}) declares data option {key!r}, which is "
+                              "no key of config section data")
         value = getattr(data, key)
         if value == option.default:
             continue
