@@ -117,7 +117,8 @@ def load_task_modules(paths: tuple[str, ...] | list[str] = ()) -> list[str]:
             continue
         if not path.is_file():
             raise ValueError(f"task module {raw}: no such file")
-        name = "dllm_jepa_task_" + re.sub(r"\W", "_", f"{path.parent.name}_{path.stem}_{zlib.crc32(str(path).encode()):08x}")
+        stem = f"{path.parent.name}_{path.stem}_{zlib.crc32(str(path).encode()):08x}"
+        name = "dllm_jepa_task_" + re.sub(r"\W", "_", stem)
         module_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module

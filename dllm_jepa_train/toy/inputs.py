@@ -29,7 +29,7 @@ class ToyTask:
     """What the toy package knows about a registered task it writes synthetic data for: the demo's defaults.
     `register_tasks` attaches one per task to `lm_eval_diffusion.task_registry` under the key TASK_KEY."""
 
-    canvas: int  # the demo's answer canvas in tokens: tasks/demo/<task>_demo.yaml's max_gen_toks (a test keeps them equal)
+    canvas: int  # the demo's answer canvas in tokens: tasks/demo/<task>_demo.yaml's max_gen_toks (a test checks)
     mixture_passes: float  # passes over the task's training rows (after the demo's row cap) per fine-tuning epoch
 
 
