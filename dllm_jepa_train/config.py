@@ -28,12 +28,12 @@ from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter,
 
 from dllm_jepa_train import plugins
 from lm_eval_diffusion import FAMILIES
+from lm_eval_diffusion import task_registry
 from lm_eval_diffusion.coerce import CoercionError, coerce
-from lm_eval_diffusion.task_data import SPLITS as TASK_SPLITS
-from lm_eval_diffusion.task_data import TASKS
 
-SPLITS = tuple(dict.fromkeys(s for task in TASKS for s in TASK_SPLITS[task]))  # train, test, validation
-DATA_SOURCES = TASKS + ("jsonl", "text")
+# data.source: a registered task (lm_eval_diffusion.task_registry, after data.task_modules load), one of
+# these file sources, or a plug-in name; data.split: a split some registered task has.
+FILE_SOURCES = ("jsonl", "text")
 MODEL_FAMILIES = ("auto",) + FAMILIES
 LOSS_NORMS = ("row_mean", "masked_mean", "llada")  # objectives.diffusion_loss implements these
 ENGINES = ("deepspeed", "torch")
@@ -43,6 +43,15 @@ ZERO_STAGES = (0, 1, 2)
 
 class ConfigError(ValueError):
     """A config key or value is not allowed; the message names the key and what is allowed."""
+
+
+def _paths(value: Any, key: str) -> tuple[str, ...]:
+    """A list of paths (or one path) as a tuple of strings; ConfigError naming `key`."""
+    if isinstance(value, str):
+        value = [value] if value else []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key}: expected a list of file paths, got {value!r}")
+    return tuple(value)
 
 
 def t_range(value: Any, key: str) -> tuple[float, float]:
@@ -111,12 +120,13 @@ class TinyConfig:
 
 @dataclass
 class DataConfig:
-    source: str = recipe("gsm8k", "gsm8k | spider | nlrx | django (task suite data) | jsonl | text (a file at "
-                         "data.path) | toy:<task or text> (synthetic data that dllm_jepa_train.toy writes to "
-                         "<output_dir>/data)")
-    split: str = recipe("train", "task split: train | validation | test", choices=SPLITS)
+    source: str = recipe("gsm8k", "a registered task: gsm8k | spider | nlrx | django, or one from data.task_modules "
+                         "(task suite data) | jsonl | text (a file at data.path) | toy:<task or text> (synthetic "
+                         "data that dllm_jepa_train.toy writes to <output_dir>/data)")
+    split: str = recipe("train", "task split: train | validation | test (those the registered tasks have)")
     data_dir: str = runtime("", "task data root in the shared/data layout; \"\" = $DLLM_JEPA_DATA, else the hub")
-    spider_db_dir: str = runtime("", "Spider sqlite folder; \"\" = <data_dir>/spider/database")
+    # spider_db_dir and dev_rows belong to one task each; its module (lm_eval_diffusion/task_defs) checks them.
+    spider_db_dir: str = runtime("", "spider only: Spider sqlite folder; \"\" = <data_dir>/spider/database")
     path: str = runtime("", "file for source jsonl (prompt/response or messages per line) or text (one document per "
                         "line)")
     generate_scale: float = recipe(0.1, "size multiplier of the synthetic data (toy: sources)")
@@ -134,6 +144,10 @@ class DataConfig:
                            "to <output_dir>/dev_data/gsm8k/test.jsonl, a dev split for choosing grid cells (lm_eval "
                            "--metadata '{\"data_dir\": \"<output_dir>/dev_data\"}'); 0: none", at_least=0)
     dev_seed: int = recipe(0, "seed of the dev slice; the same for every run of a grid, whatever run.seed is")
+    task_modules: tuple[str, ...] = runtime((), "task modules to import before validation, by path (a task's "
+                                            "lm-eval utils.py that calls task_registry.register_task; "
+                                            "docs/extending.md); [] = the built-in tasks only",
+                                            parse=_paths)
 
 
 @dataclass
@@ -358,11 +372,38 @@ def _at_least(value: float, low: float, key: str) -> None:
         raise ConfigError(f"{key}: must be >= {low}, got {value!r}")
 
 
+def data_sources() -> tuple[str, ...]:
+    """The allowed non-plug-in data.source values: the registered training tasks, then the file sources."""
+    return task_registry.task_names(training_only=True) + FILE_SOURCES
+
+
+def _check_task_options(data: DataConfig, source: str) -> None:
+    """A task's own data option set to anything but its default: the source must be a task declaring it,
+    and that task's check must pass (GSM8K: data.dev_rows only on split train)."""
+    for key, owners in task_registry.data_option_owners().items():
+        option = next(o for o in owners[0].data_options if o.key == key)
+        if not hasattr(data, key):
+            raise ConfigError(f"task {owners[0].name} ({owners[0].origin}) declares data option {key!r}, which is "
+                              "no key of config section data")
+        value = getattr(data, key)
+        if value == option.default:
+            continue
+        spec = next((s for s in owners if s.name == source), None)
+        allowed = " | ".join(s.name for s in owners)
+        try:
+            if spec is None:
+                raise ValueError("the other sources do not use it")
+            next(o for o in spec.data_options if o.key == key).check(value, data.split)
+        except ValueError as err:
+            raise ConfigError(f"data.{key}: only for data.source {allowed}; {err}") from None
+
+
 def validate(cfg: TrainConfig) -> None:
     """The one check of every value but mask rates (checked as read); ConfigError naming key and allowed values.
 
     A plug-in name (`toy:llada`) is recognised by its form; its plug-in (loaded through
     `dllm_jepa_train.plugins`) lists the allowed names, and a prefix no plug-in registers is an error.
+    The task registry decides data.source and data.split once `data.task_modules` are imported.
     """
     for key, f, _ in fields_by_key():
         value = getattr(getattr(cfg, key.split(".")[0]), f.name)
@@ -377,12 +418,17 @@ def validate(cfg: TrainConfig) -> None:
         _plugin_name(cfg.model.pretrained, "model", "model.pretrained")
     if cfg.tiny.hidden_size % cfg.tiny.num_heads:
         raise ConfigError(f"tiny.hidden_size ({cfg.tiny.hidden_size}) must be a multiple of tiny.num_heads")
+    try:
+        task_registry.load_task_modules(cfg.data.task_modules)
+    except ValueError as err:
+        raise ConfigError(f"data.task_modules: {err}") from None
+    _choice(cfg.data.split, task_registry.all_splits(), "data.split")
     is_plugin_data = plugins.plugin_prefix(cfg.data.source) is not None
     if is_plugin_data:
         _plugin_name(cfg.data.source, "data", "data.source")
-    elif cfg.data.source not in DATA_SOURCES:
+    elif cfg.data.source not in data_sources():
         raise ConfigError(f"data.source: {cfg.data.source!r} is not allowed; allowed values: "
-                          f"{', '.join(DATA_SOURCES)}, or a plug-in name (<prefix>:<name>, e.g. toy:gsm8k)")
+                          f"{', '.join(data_sources())}, or a plug-in name (<prefix>:<name>, e.g. toy:gsm8k)")
     if cfg.data.source == "jsonl" and not cfg.data.path:
         raise ConfigError("data.path: required when data.source is jsonl")
     if cfg.data.source == "text" and not (cfg.data.path or cfg.data.data_dir):
@@ -392,9 +438,7 @@ def validate(cfg: TrainConfig) -> None:
                           f"(its plug-in writes the data to <output_dir>/{plugins.DATA_DIR})")
     if cfg.data.generate_scale <= 0:
         raise ConfigError(f"data.generate_scale: must be > 0, got {cfg.data.generate_scale}")
-    if cfg.data.dev_rows and (plugins.data_source(cfg.data.source) != "gsm8k" or cfg.data.split != "train"):
-        raise ConfigError("data.dev_rows: only for data.source gsm8k, split train (the other tasks have a "
-                          "validation split to select on)")
+    _check_task_options(cfg.data, plugins.data_source(cfg.data.source))
     if cfg.jepa.predictor_mlp_ratio <= 0:
         raise ConfigError(f"jepa.predictor_mlp_ratio: must be > 0, got {cfg.jepa.predictor_mlp_ratio}")
     if not 0.0 <= cfg.jepa.ema_decay < 1.0:

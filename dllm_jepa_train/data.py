@@ -1,9 +1,10 @@
 """Training data -> (prompt, response) token rows -> a pure collator that pads and draws both views.
 
 Sources (`data.source`):
-- gsm8k | spider | nlrx | django: the task suite's own loader and prompt text
-  (`lm_eval_diffusion.task_data.load_docs`, `lm_eval_diffusion.prompts.training_pair`), so training
-  rows are exactly the zero-shot evaluation format.
+- a registered task (gsm8k | spider | nlrx | django, or one from `data.task_modules`): the task suite's
+  own loader and prompt text (`lm_eval_diffusion.task_data.load_docs`, `lm_eval_diffusion.prompts.training_pair`,
+  both reading `lm_eval_diffusion.task_registry`), so training rows are exactly the zero-shot evaluation
+  format; the task's own data options (Spider: `data.spider_db_dir`) go to its loader.
 - jsonl: one object per line, either {"prompt", "response"} or chat {"messages": [{"role", "content"}...]}
   whose last message is the assistant's answer. With a tokenizer chat template the prompt is the
   template over the earlier messages plus the generation prompt, and the response is what the template
@@ -75,10 +76,13 @@ def load_examples(cfg, tokenizer: Any, data_dir: str | Path | None) -> list[tupl
         path = Path(cfg.path) if cfg.path else Path(data_dir) / "text" / _text_split(cfg.split)
         lines = path.read_text(encoding="utf-8").split("\n")
         return [("", line, False) for line in lines if line.strip()]
+    from lm_eval_diffusion import task_registry
     from lm_eval_diffusion.prompts import training_pair
     from lm_eval_diffusion.task_data import load_docs
 
-    docs = load_docs(source, cfg.split, data_dir or None, cfg.spider_db_dir or None)
+    task_registry.load_task_modules(cfg.task_modules)  # validation did; a run config read back has not
+    options = {o.key: getattr(cfg, o.key) or None for o in task_registry.get_task(source).data_options}
+    docs = load_docs(source, cfg.split, data_dir or None, **options)
     return [(*training_pair(source, doc), False) for doc in docs]
 
 

@@ -45,10 +45,17 @@ import yaml
 
 from dllm_jepa_train import plugins
 from dllm_jepa_train.config import ConfigError, TrainConfig, load_config, save_config
+from lm_eval_diffusion import task_registry
 
 MAIN = Path(__file__).resolve().parent / "main.py"
-# Evaluation task of each training source (the paper's default protocol; override with --eval-tasks).
-EVAL_TASKS = {"gsm8k": "gsm8k_dllm", "spider": "spider_exec", "nlrx": "nlrx_synth", "django": "django_code"}
+
+
+def default_eval_task(source: str) -> str | None:
+    """The lm-eval task a training source is scored with by default (the paper's protocol: its registered
+    task's first `eval_tasks` entry, gsm8k -> gsm8k_dllm); None for a source that is no registered task."""
+    if source not in task_registry.task_names():
+        return None
+    return next(iter(task_registry.get_task(source).eval_tasks), None)
 
 
 @dataclass
@@ -235,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         # A plug-in source (toy:<task>) evaluates with the lm-eval task of the source it is read as
         # (point DLLM_JEPA_DATA at the run's data folder).
         sources = {plugins.data_source(r.cfg.data.source) for r in runs}
-        tasks = args.eval_tasks or ",".join(sorted({EVAL_TASKS[s] for s in sources if s in EVAL_TASKS}))
+        tasks = args.eval_tasks or ",".join(sorted({t for t in map(default_eval_task, sources) if t}))
         if not tasks:
             raise ConfigError(f"--eval-tasks: no default lm-eval task for data.source {sorted(sources)}; name one")
         if (out / "launch.sh").exists() and not args.overwrite and not args.dry_run:

@@ -91,13 +91,13 @@ def parse_rate(value: Any, key: str) -> tuple[float, float]:
 
 def heldout_split(source: str) -> str:
     """The first non-train split of a task source (gsm8k: test; spider, nlrx, django: validation)."""
-    from lm_eval_diffusion.task_data import SPLITS
+    from lm_eval_diffusion import task_registry
 
     if source == "text":
         return "validation"
-    if source not in SPLITS:
+    if source not in task_registry.task_names():
         raise AnalysisError(f"data source {source!r} has no held-out split; pass --text-file")
-    return next(s for s in SPLITS[source] if s != "train")
+    return task_registry.get_task(source).heldout_split
 
 
 def heldout_examples(
@@ -113,6 +113,12 @@ def heldout_examples(
     if plugins.plugin_prefix(data.source) is not None:  # its plug-in wrote the data into <output_dir>/data
         data = dataclasses.replace(data, source=plugins.data_source(data.source),
                                    data_dir=str(cfg_path.parent / plugins.DATA_DIR))
+    from lm_eval_diffusion import task_registry
+
+    try:
+        task_registry.load_task_modules(data.task_modules)  # a task from outside the project registers itself
+    except ValueError as err:
+        raise AnalysisError(f"run config {cfg_path}: data.task_modules: {err}") from None
     split = settings.split or heldout_split(data.source)
     if settings.data_dir:
         data_dir: Path | None = Path(settings.data_dir)

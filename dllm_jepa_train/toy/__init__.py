@@ -15,11 +15,12 @@ code; nothing outside this package imports it.
 from __future__ import annotations
 
 from dllm_jepa_train.toy.models import TINY_MODELS
-from lm_eval_diffusion.task_data import TASKS
 
 TOY_PREFIX = "toy:"
 TOY_MODELS = tuple(TINY_MODELS)  # toy:<family> builds a tiny model of that registry family
-TOY_DATA = TASKS + ("text",)  # toy:<task> generates every synthetic dataset and reads that one
+# toy:<task> generates every synthetic dataset and reads that one: the registered tasks toy.synthetic
+# writes (inputs.TOY_TASKS, attached to the task registry by `register`), and its text corpus.
+TOY_DATA = ("gsm8k", "spider", "nlrx", "django", "text")
 
 
 def toy_name(value: str) -> str | None:
@@ -28,8 +29,10 @@ def toy_name(value: str) -> str | None:
 
 
 def register() -> None:
-    """Entry point of group `dllm_jepa.plugins`: register the `toy:` resolver."""
+    """Entry point of group `dllm_jepa.plugins`: register the `toy:` resolver, and attach the toy's facts
+    about each task it generates (its demo defaults) to the task registry (toy -> registry)."""
     from dllm_jepa_train.plugins import register_resolver
-    from dllm_jepa_train.toy.inputs import ToyResolver
+    from dllm_jepa_train.toy.inputs import ToyResolver, register_tasks
 
     register_resolver(TOY_PREFIX.rstrip(":"), ToyResolver())
+    register_tasks()

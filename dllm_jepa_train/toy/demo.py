@@ -47,8 +47,9 @@ What was chosen to give the toy models a chance to learn, and why (measured on a
   real padding (`data.use_attention_mask`), and rows of similar length share a batch
   (`data.group_by_length`: Spider's schema prompts are three times the other rows). Micro-batches of 8
   rows: twice the updates of 16 for about a quarter more time per epoch, which this model turns into
-  more learning per second (measured). The mixture reads each task's rows MIXTURE_PASSES times per
-  epoch (Django's 3.5 times: its short lines and slow name copying; see the table's comment). The
+  more learning per second (measured). The mixture reads each task's rows its mixture passes times per
+  epoch (Django's 3.5 times: its short lines and slow name copying; see toy.inputs.TOY_TASKS, which the
+  toy plug-in attaches to the task registry with each task's answer canvas). The
   trainer runs with `run.engine torch` under the same `deepspeed` launcher: one CPU process, where
   ZeRO partitions nothing and its hooks cost about a fifth of each step (measured); the objectives
   and the loop are the same, and the DeepSpeed engine is covered by the tests.
@@ -99,7 +100,7 @@ class DemoSize:
 
     data_scale: float  # synthetic data size multiplier
     pretrain_epochs: int  # passes of the pre-training over text/train.txt
-    finetune_rows: int  # training rows taken per task, then read MIXTURE_PASSES times per epoch
+    finetune_rows: int  # training rows taken per task, then read its mixture passes per epoch (toy.inputs)
     finetune_epochs: int  # passes of each fine-tune
     eval_limit: int  # documents per task in each lm_eval run
     eval_steps: int  # denoising steps over the whole generation (blocks of 16; canvas 16, Spider 32 tokens)
@@ -182,16 +183,17 @@ def stage_data(root: Path, size: DemoSize, env: dict[str, str]) -> None:
 
 # Denoising block of the demo evaluation: every canvas is a whole number of blocks.
 BLOCK_LENGTH = 16
-# Answer canvas per task in tokens: the demo tasks' max_gen_toks (tasks/demo/*.yaml; a test keeps them equal).
-CANVAS = {"gsm8k": 16, "spider": 32, "nlrx": 16, "django": 16}
-# Passes over each task's training rows (after the finetune_rows cap) per fine-tuning epoch: where the
-# fine-tune's minutes show learning. Measured on the demo pipeline (single seeds, exact match, baseline
-# / JEPA): Django's lines are the shortest rows (~30 tokens) and copying their names the slowest skill
-# here (one pass: 0.13 / 0.08; four: 0.37 / 0.38, both before the held-out cap of toy.synthetic; after
-# it, four: 0.47 / 0.50 and 0.38 / 0.30); GSM8K's 61 facts want all its questions (600: 0.23 to 0.57;
-# 1,000: 0.80 / 0.38). Spider's schema prompts make its rows three times the others', and it and NL-RX
-# learn little here either way, so they get fewer rows. Both methods always get the same mixture.
-MIXTURE_PASSES = {"gsm8k": 1.0, "spider": 0.4, "nlrx": 0.5, "django": 3.5}
+
+
+def toy_task_defaults() -> dict:
+    """{task: toy.inputs.ToyTask (answer canvas, mixture passes)} of every task the toy plug-in attached to the
+    task registry when its entry point loaded."""
+    from dllm_jepa_train import plugins
+    from dllm_jepa_train.toy.inputs import TASK_KEY
+    from lm_eval_diffusion import task_registry
+
+    plugins.load_plugins()
+    return {task: task_registry.extra(task, TASK_KEY) for task in task_registry.tasks_with(TASK_KEY)}
 
 
 def mixture_rows(rows: list, passes: float) -> list:
@@ -217,26 +219,28 @@ def stage_finetune_data(root: Path, size: DemoSize, env: dict[str, str]) -> None
     from transformers import AutoTokenizer
 
     from lm_eval_diffusion.prompts import training_pair
-    from lm_eval_diffusion.task_data import TASKS, load_docs
+    from lm_eval_diffusion.task_data import load_docs
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_of(root, "base"))
+    defaults = toy_task_defaults()
+    passes = {task: facts.mixture_passes for task, facts in defaults.items()}
     rows, dropped, counts = [], 0, {}
-    for task in TASKS:
+    for task, facts in defaults.items():
         task_rows = []
         for doc in load_docs(task, "train", data_dir=root / "data")[: size.finetune_rows]:
             prompt, response = training_pair(task, doc)
-            filled = canvas_response(response, tokenizer, CANVAS[task])
+            filled = canvas_response(response, tokenizer, facts.canvas)
             if filled is None:
                 dropped += 1
                 continue
             task_rows.append({"prompt": prompt, "response": filled, "task": task})
-        task_rows = mixture_rows(task_rows, MIXTURE_PASSES[task])
+        task_rows = mixture_rows(task_rows, facts.mixture_passes)
         counts[task] = len(task_rows)
         rows += task_rows
     path = root / "data" / "finetune.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"    fine-tuning mixture: {len(rows)} rows per epoch ({', '.join(f'{t} {n}' for t, n in counts.items())}; "
-          f"up to {size.finetune_rows} training rows per task, read {MIXTURE_PASSES} times; {dropped} longer "
+          f"up to {size.finetune_rows} training rows per task, read {passes} times; {dropped} longer "
           f"than their task's canvas left out) -> {path}")
 
 
@@ -349,9 +353,10 @@ def _compare(seeds: list[int]) -> Callable[[Path, DemoSize, dict[str, str]], Non
 
 def _summary(seeds: list[int]) -> Callable[[Path, DemoSize, dict[str, str]], None]:
     def stage(root: Path, size: DemoSize, env: dict[str, str]) -> None:
+        canvas = {task: facts.canvas for task, facts in toy_task_defaults().items()}
         settings = (f"Toy scale: synthetic data, a {tiny_description()} pre-trained on the demo's text corpus; "
                     f"every task zero-shot, at most {size.eval_limit} test docs per task, answer canvas "
-                    f"{CANVAS['gsm8k']} tokens (Spider {CANVAS['spider']}), {size.eval_steps} denoising steps in "
+                    f"{canvas['gsm8k']} tokens (Spider {canvas['spider']}), {size.eval_steps} denoising steps in "
                     f"blocks of {BLOCK_LENGTH}, greedy; raw generations scored by the real tasks' metrics. Fine-tunes: "
                     f"{mixture_description(root / 'data' / 'finetune.jsonl')} per epoch, "
                     f"{size.finetune_epochs} epoch{'s' if size.finetune_epochs > 1 else ''}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; baseline and JEPA "

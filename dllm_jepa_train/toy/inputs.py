@@ -12,6 +12,7 @@ Both are written by rank 0 only; the caller synchronises the ranks afterwards. `
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -21,6 +22,39 @@ if TYPE_CHECKING:
     from dllm_jepa_train.config import DataConfig, TinyConfig
 
 DATA_MARKER = "README.md"  # written last by synthetic.generate_all: its presence means the folder is complete
+
+
+@dataclass(frozen=True)
+class ToyTask:
+    """What the toy package knows about a registered task it writes synthetic data for: the demo's defaults.
+    `register_tasks` attaches one per task to `lm_eval_diffusion.task_registry` under the key TASK_KEY."""
+
+    canvas: int  # the demo's answer canvas in tokens: tasks/demo/<task>_demo.yaml's max_gen_toks (a test checks)
+    mixture_passes: float  # passes over the task's training rows (after the demo's row cap) per fine-tuning epoch
+
+
+TASK_KEY = "toy"
+# Passes: where the demo fine-tune's minutes show learning. Measured on the demo pipeline (single seeds,
+# exact match, baseline / JEPA): Django's lines are the shortest rows (~30 tokens) and copying their names
+# the slowest skill here (one pass: 0.13 / 0.08; four: 0.37 / 0.38, both before the held-out cap of
+# toy.synthetic; after it, four: 0.47 / 0.50 and 0.38 / 0.30); GSM8K's 61 facts want all its questions
+# (600: 0.23 to 0.57; 1,000: 0.80 / 0.38). Spider's schema prompts make its rows three times the others',
+# and it and NL-RX learn little here either way, so they get fewer rows. Both methods always get the same
+# mixture. Canvases are whole denoising blocks of 16 (toy.demo.BLOCK_LENGTH); Spider's queries are the longest.
+TOY_TASKS = {
+    "gsm8k": ToyTask(canvas=16, mixture_passes=1.0),
+    "spider": ToyTask(canvas=32, mixture_passes=0.4),
+    "nlrx": ToyTask(canvas=16, mixture_passes=0.5),
+    "django": ToyTask(canvas=16, mixture_passes=3.5),
+}
+
+
+def register_tasks() -> None:
+    """Attach TOY_TASKS to the task registry (the toy's entry point calls this; toy -> registry)."""
+    from lm_eval_diffusion import task_registry
+
+    for task, facts in TOY_TASKS.items():
+        task_registry.attach(task, TASK_KEY, facts)
 
 
 def toy_task(source: str) -> str:

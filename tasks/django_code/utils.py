@@ -1,7 +1,7 @@
-"""django_code: data, prompt and scoring hooks; all logic lives in lm_eval_diffusion.
+"""django_code: lm-eval's hooks into the registered task `django` (lm_eval_diffusion/task_defs/django.py).
 
 Data comes from `data_dir` (lm_eval --metadata '{"data_dir": ...}'), else $DLLM_JEPA_DATA, else the
-hub (AhmedSSoliman/DJANGO); see lm_eval_diffusion.task_data.
+hub (AhmedSSoliman/DJANGO).
 """
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from lm_eval_diffusion import prompts, task_data
-from lm_eval_diffusion.metrics import code
+from lm_eval_diffusion.task_registry import get_task
 
 TASK = "django"
+# The paper's partition of the raw generation (Table 5): strict exact_match, ws_prefix_match,
+# stop_artifact (= ws-prefix, not strict) and content_error (= not ws-prefix).
+process_results = get_task(TASK).metrics["process_results"]
 
 
 def load_dataset(**metadata: Any):
@@ -27,9 +30,3 @@ def doc_to_text(doc: dict) -> str:
 def doc_to_target(doc: dict) -> str:
     """The gold code line, space-tokenised as in the release."""
     return prompts.doc_to_target(TASK, doc)
-
-
-def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """The paper's partition of the raw generation (Table 5): strict exact_match, ws_prefix_match,
-    stop_artifact (= ws-prefix, not strict) and content_error (= not ws-prefix)."""
-    return {name: float(value) for name, value in code.outcome(results[0], doc["code"]).items()}

@@ -1,7 +1,7 @@
-"""gsm8k_dllm: data, prompt and scoring hooks; all logic lives in lm_eval_diffusion.
+"""gsm8k_dllm: lm-eval's hooks into the registered task `gsm8k` (lm_eval_diffusion/task_defs/gsm8k.py).
 
 Data comes from `data_dir` (lm_eval --metadata '{"data_dir": ...}'), else $DLLM_JEPA_DATA, else the
-hub (openai/gsm8k, main); see lm_eval_diffusion.task_data.
+hub (openai/gsm8k, main).
 """
 
 from __future__ import annotations
@@ -9,9 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from lm_eval_diffusion import prompts, task_data
-from lm_eval_diffusion.metrics import gsm8k
+from lm_eval_diffusion.task_registry import get_task
 
 TASK = "gsm8k"
+_METRICS = get_task(TASK).metrics
+strict_filter = _METRICS["strict_filter"]  # each response reduced to its strict (`#### N`) answer
+flexible_filter = _METRICS["flexible_filter"]  # each response reduced to its last number
+process_results = _METRICS["process_results"]  # exact_match of the extracted answer against the gold number
 
 
 def load_dataset(**metadata: Any):
@@ -27,18 +31,3 @@ def doc_to_text(doc: dict) -> str:
 def doc_to_target(doc: dict) -> str:
     """The gold chain of thought ending in "#### N"."""
     return prompts.doc_to_target(TASK, doc)
-
-
-def strict_filter(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
-    """Each response reduced to its strict (`#### N`) answer, normalised."""
-    return [[gsm8k.extract_strict(r) for r in doc_resps] for doc_resps in resps]
-
-
-def flexible_filter(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
-    """Each response reduced to its last number, normalised."""
-    return [[gsm8k.extract_flexible(r) for r in doc_resps] for doc_resps in resps]
-
-
-def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """exact_match of the (already extracted) answer against the gold final number."""
-    return {"exact_match": float(gsm8k.is_correct(results[0], doc["answer"]))}

@@ -1,7 +1,7 @@
-"""mmlu_500: data and prompt hooks; all logic lives in lm_eval_diffusion.
+"""mmlu_500: lm-eval's hooks into the registered task `mmlu` (lm_eval_diffusion/task_defs/mmlu.py).
 
 Data comes from `data_dir` (lm_eval --metadata '{"data_dir": ...}'), else $DLLM_JEPA_DATA, else the
-hub (cais/mmlu, all); see lm_eval_diffusion.task_data.
+hub (cais/mmlu, all).
 """
 
 from __future__ import annotations

@@ -1,26 +1,26 @@
-"""spider_exec: data, prompt and scoring hooks, and the task class that keeps offline shots off the doc.
+"""spider_exec: lm-eval's hooks into the registered task `spider` (lm_eval_diffusion/task_defs/spider.py),
+and the task class that keeps offline shots off the doc.
 
 Questions come from `data_dir` (lm_eval --metadata '{"data_dir": ...}'), else $DLLM_JEPA_DATA, else the
 hub (xlangai/spider); the databases from `spider_db_dir` (metadata key), else <data_dir>/spider/database.
-See lm_eval_diffusion.task_data.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
 from lm_eval.api.task import ConfigurableTask
 
 from lm_eval_diffusion import prompts, task_data
-from lm_eval_diffusion.metrics import sql
+from lm_eval_diffusion.task_registry import get_task
 
 log = logging.getLogger(__name__)
 
 TASK = "spider"
-EXEC_TIMEOUT_S = 10.0  # per query; a runaway prediction (cross joins) must not stall the run
-EXEC_MAX_ROWS = 100_000  # rows a prediction may return; beyond this it scores 0 with exec_error set
+# exec_match (cleaned), exec_match_semicolon, exec_match_raw, exact_match, exact_match_raw, exec_error;
+# each distinct statement runs once, under the task module's EXEC_TIMEOUT_S and EXEC_MAX_ROWS.
+process_results = get_task(TASK).metrics["process_results"]
 
 
 class SpiderExecTask(ConfigurableTask):
@@ -60,29 +60,3 @@ def doc_to_text(doc: dict) -> str:
 def doc_to_target(doc: dict) -> str:
     """The gold SQL query."""
     return prompts.doc_to_target(TASK, doc)
-
-
-@functools.lru_cache(maxsize=256)
-def _schema(db_path: str) -> dict[str, list[str]]:
-    # exact_match resolves unqualified columns in joins through the schema; one read per database.
-    return sql.read_schema(db_path)
-
-
-def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """exec_match (Table 2 / §4.1: the cleaned query; `sql.clean_sql`), exec_match_semicolon (A.9: cut at
-    the first `;`; `sql.semicolon_sql`), exec_match_raw (the raw output, stripped), exact_match of the
-    cleaned query, exact_match_raw (the raw output parsed as written), and exec_error (the cleaned query
-    failed to run). Each distinct statement runs once, so a prediction costs at most three
-    EXEC_TIMEOUT_S, and one when its cleanings give the same statement."""
-    raw, gold, db_path = results[0], doc["query"], doc["db_path"]
-    limits = {"timeout_s": EXEC_TIMEOUT_S, "max_rows": EXEC_MAX_ROWS}
-    executed = sql.exec_match_all(raw, gold, db_path, ("clean", "semicolon", "raw"), **limits)
-    schema = _schema(db_path)
-    return {
-        "exec_match": float(executed["clean"].match),
-        "exec_match_semicolon": float(executed["semicolon"].match),
-        "exec_match_raw": float(executed["raw"].match),
-        "exact_match": float(sql.exact_match(raw, gold, schema)),
-        "exact_match_raw": float(sql.exact_match(raw, gold, schema, clean=False)),
-        "exec_error": float(executed["clean"].error is not None),
-    }

@@ -137,10 +137,12 @@ def test_training_canvas_is_the_evaluation_canvas(tiny_tokenizer):
     demo_tasks = PROJECT_ROOT / "tasks" / "demo"
     yaml_names = {"gsm8k": "gsm8k_dllm_demo", "spider": "spider_exec_demo", "nlrx": "nlrx_synth_demo",
                   "django": "django_code_demo"}
+    defaults = demo.toy_task_defaults()  # what the toy plug-in attached to the task registry
+    assert set(defaults) == set(yaml_names)
     for task, name in yaml_names.items():
         spec = yaml.safe_load((demo_tasks / f"{name}.yaml").read_text())
-        assert spec["generation_kwargs"]["max_gen_toks"] == demo.CANVAS[task], task
-        assert demo.CANVAS[task] % demo.BLOCK_LENGTH == 0, task  # whole blocks: no rounding up
+        assert spec["generation_kwargs"]["max_gen_toks"] == defaults[task].canvas, task
+        assert defaults[task].canvas % demo.BLOCK_LENGTH == 0, task  # whole blocks: no rounding up
     filled = demo.canvas_response(" baz = foo ( bar )", tiny_tokenizer, 16)
     ids = tiny_tokenizer(filled, add_special_tokens=False)["input_ids"]
     answer = tiny_tokenizer(" baz = foo ( bar )", add_special_tokens=False)["input_ids"]
@@ -159,7 +161,8 @@ def test_mixture_reads_each_tasks_rows_the_given_number_of_times():
     assert demo.mixture_rows([], 3.0) == []
     with pytest.raises(ValueError, match="passes must be > 0"):
         demo.mixture_rows(rows, 0)
-    assert set(demo.MIXTURE_PASSES) == {"gsm8k", "spider", "nlrx", "django"}
+    passes = {task: facts.mixture_passes for task, facts in demo.toy_task_defaults().items()}
+    assert passes == {"gsm8k": 1.0, "spider": 0.4, "nlrx": 0.5, "django": 3.5}
 
 
 def test_mixture_description_counts_the_rows_per_task(tmp_path):

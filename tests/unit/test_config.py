@@ -11,7 +11,6 @@ import yaml
 
 from dllm_jepa_train.engines import deepspeed_config
 from dllm_jepa_train.config import (
-    TASKS,
     ConfigError,
     TrainConfig,
     load_config,
@@ -22,6 +21,9 @@ from dllm_jepa_train.config import (
 )
 from dllm_jepa_train import config as config_module
 from dllm_jepa_train.main import main
+from lm_eval_diffusion import task_registry
+
+TASKS = task_registry.task_names(training_only=True)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "dllm_jepa_train" / "configs"
 TOY_CONFIGS = CONFIGS.parent / "toy" / "configs"  # the demo's stages
@@ -107,10 +109,14 @@ def test_dream_override_set_switches_only_the_backbone():
     assert {k: v for k, v in dream.items() if k != "model"} == {k: v for k, v in plain.items() if k != "model"}
 
 
-def test_task_list_matches_the_task_data_module():
+def test_data_sources_are_the_registered_training_tasks():
     from lm_eval_diffusion.task_data import TASKS as DATA_TASKS
 
-    assert TASKS == DATA_TASKS
+    assert TASKS == DATA_TASKS == ("gsm8k", "spider", "nlrx", "django")  # mmlu is not a training source
+    assert config_module.data_sources() == TASKS + ("jsonl", "text")
+    with pytest.raises(ConfigError, match=r"data\.source: 'mmlu' is not allowed; allowed values: gsm8k, spider, "
+                                          r"nlrx, django, jsonl, text, or a plug-in name"):
+        load_config(None, ["--data.source", "mmlu"])
 
 
 def test_defaults_then_yaml_then_command_line(tmp_path):
@@ -289,7 +295,8 @@ def test_allowed_values_are_defined_once():
     from lm_eval_diffusion import backbone, task_data
 
     assert backbone.FAMILIES is lm_eval_diffusion.FAMILIES and config_module.MODEL_FAMILIES[1:] == backbone.FAMILIES
-    assert objectives.LOSS_NORMS is config_module.LOSS_NORMS and config_module.TASKS is task_data.TASKS
+    assert objectives.LOSS_NORMS is config_module.LOSS_NORMS
+    assert config_module.data_sources()[:-2] == task_data.TASKS == task_registry.task_names(training_only=True)
 
 
 def test_resolved_config_round_trips(tmp_path):
