@@ -375,7 +375,7 @@ def test_mmlu_500_from_a_local_file(mmlu_manager):
 def test_mmlu_500_task_on_57_generated_subjects_in_the_release_layout(tmp_path):
     from collections import Counter
 
-    from test_prompts_data import MMLU_SUBJECTS, write_mmlu_release
+    from mmlu_helpers import MMLU_SUBJECTS, write_mmlu_release
 
     write_mmlu_release(tmp_path, {s: 100 + i for i, s in enumerate(MMLU_SUBJECTS)})
     manager = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"data_dir": str(tmp_path)})

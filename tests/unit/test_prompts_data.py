@@ -14,6 +14,7 @@ import pytest
 
 from conftest import PROJECT_ROOT, shared_data_or_skip
 from lm_eval_diffusion import prompts, task_data
+from mmlu_helpers import MMLU_SUBJECTS, write_mmlu_release
 
 DOC_KEYS = {
     "gsm8k": {"question", "answer"},
@@ -169,35 +170,6 @@ def test_mmlu_local_file(tmp_path, fmt):
     rows = _write_mmlu(tmp_path / "mmlu", {"anatomy": 3, "virology": 2}, fmt)
     docs = task_data.load_docs("mmlu", "test", tmp_path)
     assert docs == rows
-
-
-# The 57 subjects of the MMLU release (hendrycks/test), as its data/test/<subject>_test.csv files name them.
-MMLU_SUBJECTS = (
-    "abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology college_chemistry "
-    "college_computer_science college_mathematics college_medicine college_physics computer_security "
-    "conceptual_physics econometrics electrical_engineering elementary_mathematics formal_logic global_facts "
-    "high_school_biology high_school_chemistry high_school_computer_science high_school_european_history "
-    "high_school_geography high_school_government_and_politics high_school_macroeconomics high_school_mathematics "
-    "high_school_microeconomics high_school_physics high_school_psychology high_school_statistics "
-    "high_school_us_history high_school_world_history human_aging human_sexuality international_law "
-    "jurisprudence logical_fallacies machine_learning management marketing medical_genetics miscellaneous "
-    "moral_disputes moral_scenarios nutrition philosophy prehistory professional_accounting professional_law "
-    "professional_medicine professional_psychology public_relations security_studies sociology "
-    "us_foreign_policy virology world_religions"
-).split()
-
-
-def write_mmlu_release(root: Path, sizes: dict[str, int]) -> None:
-    """Generated questions in the release layout: mmlu/test/<subject>_test.csv, no header, 6 columns."""
-    import csv
-
-    folder = root / "mmlu" / "test"
-    folder.mkdir(parents=True)
-    for subject, size in sizes.items():
-        with (folder / f"{subject}_test.csv").open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            for i in range(size):
-                writer.writerow([f"{subject}, question {i}: why?", f"w{i}", "x, y", f'"z{i}"', "v", "ABCD"[i % 4]])
 
 
 def test_mmlu_release_layout_is_read_with_subjects_from_the_file_names(tmp_path):
