@@ -106,9 +106,9 @@ def train_script(opts: SlurmOptions, written_by: str, logs: str, commands: list[
                                            opts.gpus_per_node, opts.time),
              "set -euo pipefail",
              "# array tasks that share a node need their own rendezvous port",
-             "port=$((20000 + SLURM_JOB_ID % 20000))"]
+             "port=$((10000 + SLURM_JOB_ID % 20000))  # 10000-29999: below the ephemeral range"]
     if opts.nodes > 1:
-        lines += ['hostfile="' + logs + '/train_${SLURM_ARRAY_TASK_ID}_${SLURM_ARRAY_JOB_ID}.hostfile"',
+        lines += [f"hostfile={shlex.quote(logs)}" + '"/train_${SLURM_ARRAY_TASK_ID}_${SLURM_ARRAY_JOB_ID}.hostfile"',
                   f'scontrol show hostnames "$SLURM_JOB_NODELIST" | sed "s/\\$/ slots={opts.gpus_per_node}/" '
                   '> "$hostfile"']
     return "\n".join(lines + _case("train.sbatch", dict(enumerate(commands)))) + "\n"

@@ -214,7 +214,7 @@ def slurm_options(args: argparse.Namespace, out: Path) -> slurm.SlurmOptions | N
     if args.num_gpus is None:
         raise ConfigError("--scheduler slurm needs --num-gpus (GPUs per node)")
     if args.hostfile:
-        raise ConfigError("--hostfile: not with --scheduler slurm (a task writes its hostfile from $SLURM_JOB_NODELIST)")
+        raise ConfigError("--hostfile: not with --scheduler slurm (a task writes its own from $SLURM_JOB_NODELIST)")
     opts = slurm.SlurmOptions(job_name=args.slurm_job_name or out.name, gpus_per_node=args.num_gpus,
                               nodes=args.slurm_nodes, eval_gpus=args.slurm_eval_gpus, time=args.slurm_time,
                               eval_time=args.slurm_eval_time, partition=args.slurm_partition,
