@@ -6,7 +6,7 @@ index: `--dependency=aftercorr:<training job>` starts evaluation task i when tra
 succeeded. submit.sh submits what is unfinished (training: no `<run>/final/`; evaluation: no
 `results_*.json` under its output folder), so it is both the first submission and the resubmission after
 a time-out or a failure; the training command carries `--run.resume auto`, which continues a killed run
-from its latest step checkpoint (and starts a fresh one from scratch).
+from its latest step checkpoint (a run without one starts from scratch).
 
 Several nodes per training task: the task writes a deepspeed hostfile from `$SLURM_JOB_NODELIST`
 (`scontrol show hostnames`) and deepspeed's launcher starts the other nodes' ranks from it (pdsh / ssh by
@@ -36,7 +36,7 @@ class SlurmOptions:
     time: str | None = None  # training task's --time, e.g. 2-00:00:00
     eval_time: str | None = None  # evaluation task's --time; None: time
     partition: str | None = None
-    sbatch_lines: list[str] = field(default_factory=list)  # extra directives, e.g. '--account=abc', both stages
+    sbatch_lines: list[str] = field(default_factory=list)  # extra directives, e.g. '--account=abc', every stage
     max_parallel: int | None = None  # at most this many tasks of an array at once (--array=...%K)
 
     def validate(self) -> None:
