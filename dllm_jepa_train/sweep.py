@@ -27,6 +27,12 @@ results in <out>/eval/<run>. Then `python -m dllm_jepa_train.analysis compare --
 prints the grid. With `--set data.dev_rows=N` (GSM8K: a seeded slice of train held out of training)
 <out>/eval_dev.sh scores each run on that slice, and `compare ... --select-on <out>/eval_dev` picks the
 best cell on it instead of on the evaluation split. <out>/sweep.json lists the runs.
+
+With `--scheduler slurm --num-gpus N` (N GPUs per node) it also writes the stages as Slurm job arrays,
+task i = run i of sweep.json: <out>/train.sbatch, <out>/eval.sbatch (<out>/eval_dev.sbatch), and
+<out>/submit.sh, which submits the unfinished ones (evaluations after their training task, aftercorr) and
+is run again after a time-out or a failure; logs in <out>/logs/. Nothing is submitted here
+(dllm_jepa_train/slurm.py writes the text).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from typing import Any
 
 import yaml
 
-from dllm_jepa_train import plugins
+from dllm_jepa_train import plugins, slurm
 from dllm_jepa_train.config import ConfigError, TrainConfig, load_config, save_config
 from lm_eval_diffusion import task_registry
 
@@ -196,6 +202,49 @@ def _script(header: str, lines: list[str]) -> str:
     return "#!/usr/bin/env bash\n" + header + "set -euo pipefail\n" + "".join(line + "\n" for line in lines)
 
 
+def slurm_options(args: argparse.Namespace, out: Path) -> slurm.SlurmOptions | None:
+    """The validated --slurm-* options under --scheduler slurm, else None; ConfigError naming the bad flag."""
+    defaults = build_parser()
+    given = [f"--{k.replace('_', '-')}" for k, v in vars(args).items()
+             if k.startswith("slurm_") and v != defaults.get_default(k)]
+    if args.scheduler != "slurm":
+        if given:
+            raise ConfigError(f"{', '.join(given)} need --scheduler slurm")
+        return None
+    if args.num_gpus is None:
+        raise ConfigError("--scheduler slurm needs --num-gpus (GPUs per node)")
+    if args.hostfile:
+        raise ConfigError("--hostfile: not with --scheduler slurm (a task writes its own from $SLURM_JOB_NODELIST)")
+    opts = slurm.SlurmOptions(job_name=args.slurm_job_name or out.name, gpus_per_node=args.num_gpus,
+                              nodes=args.slurm_nodes, eval_gpus=args.slurm_eval_gpus, time=args.slurm_time,
+                              eval_time=args.slurm_eval_time, partition=args.slurm_partition,
+                              sbatch_lines=args.slurm_sbatch, max_parallel=args.slurm_max_parallel)
+    opts.validate()
+    return opts
+
+
+def write_slurm(opts: slurm.SlurmOptions, runs: list[Run], out: Path, written_by: str, args: argparse.Namespace,
+                tasks: str) -> list[str]:
+    """Write the sbatch scripts and submit.sh into `out`; return their names."""
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)  # Slurm does not create the --output folder: a task would fail unlogged
+    commands = [slurm.train_command(str(MAIN), str(out / "configs" / f"{r.name}.yaml"), args.launcher_args,
+                                    opts.nodes) for r in runs]
+    (out / "train.sbatch").write_text(slurm.train_script(opts, written_by, str(logs), commands))
+    stages: dict[str, dict[int, str]] = {}
+    for stage, dev in (("eval", False), ("eval_dev", True)):
+        chosen = {i: r for i, r in enumerate(runs) if not dev or r.cfg.data.dev_rows}
+        if not chosen:
+            continue
+        lines = {i: eval_line(r, out, tasks, args.num_fewshot, args.model_args, args.eval_args, args.eval_launcher,
+                              dev=dev) for i, r in chosen.items()}
+        (out / f"{stage}.sbatch").write_text(slurm.eval_script(opts, written_by, str(logs), stage, lines))
+        stages[stage] = {i: str(out / stage / r.name) for i, r in chosen.items()}
+    run_dirs = [r.cfg.run.output_dir for r in runs]
+    (out / "submit.sh").write_text(slurm.submit_script(opts, written_by, str(out), str(logs), run_dirs, stages))
+    return ["train.sbatch", *[f"{stage}.sbatch" for stage in stages], "submit.sh"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dllm_jepa_train.sweep", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -210,8 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="42,123,777", help="comma-separated seeds (paper: 42,123,777)")
     parser.add_argument("--out", required=True, help="folder for configs/, runs/, eval/, launch.sh, eval.sh")
     parser.add_argument("--no-baseline", action="store_true", help="do not add the lambda = 0 baseline")
-    parser.add_argument("--num-gpus", type=int, default=None, help="passed to deepspeed as --num_gpus")
-    parser.add_argument("--hostfile", default=None, help="passed to deepspeed as --hostfile")
+    parser.add_argument("--num-gpus", type=int, default=None,
+                        help="passed to deepspeed as --num_gpus; with --scheduler slurm: GPUs per node (required)")
+    parser.add_argument("--hostfile", default=None,
+                        help="passed to deepspeed as --hostfile (not with --scheduler slurm: a task writes its own)")
     parser.add_argument("--launcher-args", default="", help="more deepspeed launcher arguments, e.g. '--master_port 29501'")
     parser.add_argument("--eval-tasks", default=None,
                         help="lm-eval tasks (default: the task of data.source, e.g. gsm8k_dllm); Table 7: "
@@ -222,6 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more lm_eval arguments, e.g. \"--batch_size 8 --metadata '{\\\"data_dir\\\": \\\"/data\\\"}'\"")
     parser.add_argument("--eval-launcher", default="accelerate launch",
                         help="what runs `-m lm_eval` (default: accelerate launch; e.g. 'accelerate launch --num_processes 8')")
+    parser.add_argument("--scheduler", choices=("none", "slurm"), default="none",
+                        help="slurm: also write train.sbatch / eval.sbatch (job arrays, task i = run i of sweep.json) "
+                             "and submit.sh, which submits the unfinished ones; nothing is submitted here")
+    parser.add_argument("--slurm-nodes", type=int, default=1,
+                        help="nodes per training task (> 1: a deepspeed hostfile from $SLURM_JOB_NODELIST)")
+    parser.add_argument("--slurm-time", default=None, help="a training task's --time, e.g. 2-00:00:00")
+    parser.add_argument("--slurm-eval-time", default=None, help="an evaluation task's --time (default: --slurm-time)")
+    parser.add_argument("--slurm-partition", default=None, help="--partition of every array")
+    parser.add_argument("--slurm-eval-gpus", type=int, default=None,
+                        help="GPUs of an evaluation task, one node (default: --num-gpus)")
+    parser.add_argument("--slurm-sbatch", action="append", default=[], metavar="OPTION",
+                        help="an extra #SBATCH line for every array, e.g. --slurm-sbatch=--account=abc (repeatable)")
+    parser.add_argument("--slurm-max-parallel", type=int, default=None,
+                        help="at most this many tasks of an array at once (--array=...%%K)")
+    parser.add_argument("--slurm-job-name", default=None,
+                        help="array jobs are NAME-train, NAME-eval, NAME-eval_dev (default: the --out folder's name)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs' commands; write nothing")
     parser.add_argument("--overwrite", action="store_true", help="replace the scripts of an earlier sweep in --out")
     return parser
@@ -245,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         tasks = args.eval_tasks or ",".join(sorted({t for t in map(default_eval_task, sources) if t}))
         if not tasks:
             raise ConfigError(f"--eval-tasks: no default lm-eval task for data.source {sorted(sources)}; name one")
+        slurm_opts = slurm_options(args, out)
         if (out / "launch.sh").exists() and not args.overwrite and not args.dry_run:
             raise ConfigError(f"{out} already holds a sweep (launch.sh); pass --overwrite or another --out")
     except ConfigError as err:
@@ -257,8 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     num_baselines = sum(r.is_baseline for r in runs)
     summary = (f"{len(runs)} runs ({len(runs) - num_baselines} JEPA/ablation, {num_baselines} baseline) over "
                f"seeds {','.join(map(str, seeds))}")
+    dev_runs = [r for r in runs if r.cfg.data.dev_rows]
     if args.dry_run:
         print(f"# {summary}\n# launch\n" + "\n".join(launches) + "\n# eval\n" + "\n".join(evals))
+        if slurm_opts:
+            print(f"# slurm: train.sbatch and eval.sbatch, arrays 0-{len(runs) - 1}"
+                  + (", eval_dev.sbatch" if dev_runs else "") + ", submit.sh")
         return 0
     (out / "configs").mkdir(parents=True, exist_ok=True)
     for run in runs:
@@ -268,18 +340,24 @@ def main(argv: list[str] | None = None) -> int:
     (out / "launch.sh").write_text(_script(header, launches))
     (out / "eval.sh").write_text(_script(header.replace("in any order", "after its training run"), evals))
     scripts = ["launch.sh", "eval.sh"]
-    dev_runs = [r for r in runs if r.cfg.data.dev_rows]
     if dev_runs:  # grid cells chosen on the held-out slice: compare --select-on <out>/eval_dev
         dev_evals = [eval_line(r, out, tasks, args.num_fewshot, args.model_args, args.eval_args, args.eval_launcher,
                                dev=True) for r in dev_runs]
         (out / "eval_dev.sh").write_text(_script(header.replace("in any order", "after its training run"), dev_evals))
         scripts.append("eval_dev.sh")
+    if slurm_opts:
+        scripts += write_slurm(slurm_opts, runs, out, header.splitlines()[0], args, tasks)
+    for name in ("eval_dev.sh", *slurm.SCRIPT_NAMES):  # an earlier sweep's (--overwrite) would mislead
+        if name not in scripts:
+            (out / name).unlink(missing_ok=True)
     for name in scripts:
         (out / name).chmod(0o755)
     manifest = [{"name": r.name, "seed": r.seed, "values": r.values, "baseline": r.is_baseline,
                  "config": str(config_paths[r.name]), "output_dir": r.cfg.run.output_dir} for r in runs]
     (out / "sweep.json").write_text(json.dumps({"command": command, "runs": manifest}, indent=2) + "\n")
-    print(f"{summary}\nwrote {out}/configs/ ({len(runs)} configs), {out}/launch.sh, {out}/eval.sh, {out}/sweep.json")
+    print(f"{summary}\nwrote {out}/configs/ ({len(runs)} configs), {out}/launch.sh, {out}/eval.sh, {out}/sweep.json"
+          + (f"; Slurm arrays: {', '.join(s for s in scripts if s.endswith('.sbatch'))}, submit with "
+             f"bash {out}/submit.sh" if slurm_opts else ""))
     return 0
 
 
