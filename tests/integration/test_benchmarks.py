@@ -100,3 +100,18 @@ def test_bench_gpu_layer_counts_fit_each_card(monkeypatch):
         assert adamw <= sgd
         peak = bench.train_peak_gb(adamw, "adamw", True, sizes["width"], sizes["mlp_hidden"], sizes["vocab"], 1024)
         assert peak <= bench.MEMORY_HEADROOM * card
+
+
+@pytest.mark.gpu
+def test_bench_gpu_cuda_path_with_compile_at_toy_size(monkeypatch, capsys):
+    """The CUDA-only code (compiled generation and forward, layer counts from the card, peak memory) at
+    toy sizes; fp32 so that the reference and ours must agree token for token."""
+    from dataclasses import replace
+
+    bench = load_bench_gpu(monkeypatch)
+    setting = replace(bench.CPU_PLAN.setting, device="cuda")
+    plan = replace(bench.CPU_PLAN, setting=setting, use_compile=True)
+    assert bench.run(plan, train_compile=False) == 0
+    out = capsys.readouterr().out
+    assert "graphs compiled: 2" in out, out[-3000:]
+    assert sum(line.startswith(("| sgd | ", "| adamw | ")) for line in out.splitlines()) == 3, out[-3000:]
