@@ -216,6 +216,13 @@ def compiled_forward(model, s: gen.Setting, use_compile: bool, max_length: int):
     return compiled, lambda: compiled.graphs, f"CompiledLogits, {mode}"
 
 
+@torch.inference_mode()
+def inference_canvas(prompts: torch.Tensor, s: gen.Setting) -> torch.Tensor:
+    """The prompts and gen_length masks, (B, P + G) long, as an inference tensor like the sampler's canvas:
+    a compiled graph guards on that (a normal tensor would compile a second graph)."""
+    return torch.cat([prompts, torch.full((prompts.shape[0], s.gen_length), gen.MASK_ID, device=s.device)], dim=1)
+
+
 def run_compile(plan: Plan, model, offset: torch.Tensor, eager: dict[int, tuple], verdicts: dict) -> None:
     """Part 3: eager vs compiled forward; compiled generation (full loop) at batch 1 and 8 vs eager tokens."""
     s = plan.setting
@@ -229,7 +236,7 @@ def run_compile(plan: Plan, model, offset: torch.Tensor, eager: dict[int, tuple]
     print("|---|---|---|---|---|---|")
     for batch in s.batch_sizes:
         prompts, eager_tokens, eager_seconds = eager[batch]
-        canvas = torch.cat([prompts, torch.full((batch, s.gen_length), gen.MASK_ID, device=s.device)], dim=1)
+        canvas = inference_canvas(prompts, s)
         sync(s.device)
         start = time.perf_counter()
         compiled_fn(canvas)  # the compile, for this batch shape
@@ -244,7 +251,7 @@ def run_compile(plan: Plan, model, offset: torch.Tensor, eager: dict[int, tuple]
         print(f"| {batch} | {compile_s:.1f} | {seconds / batch:.3f} | {eager_seconds / batch:.3f} | {agree:.4f} | "
               f"{rows}/{batch} |")
     batch = max(s.batch_sizes)
-    canvas = torch.cat([eager[batch][0], torch.full((batch, s.gen_length), gen.MASK_ID, device=s.device)], dim=1)
+    canvas = inference_canvas(eager[batch][0], s)
     times = {}
     with torch.inference_mode():
         for name, fn in (("eager", model), ("compiled", compiled)):

@@ -1,4 +1,5 @@
-"""Tiny tokenizers and checkpoints built offline: the test fixtures and the demo's base model.
+"""Tiny tokenizers and checkpoints built offline: the test fixtures and the demo's base model; and the
+tiny LLaDA-like model in LLaDA-8B's shape with random weights for the GPU benchmarks (`build_llada_shaped`).
 
 Every checkpoint is written with `save_pretrained` (and, for the LLaDA-like and Dream-like families,
 with its remote-code files and `auto_map`), so it goes through the same loading path as a real one.
