@@ -26,8 +26,8 @@ GPU in bf16, so a forward costs what LLaDA-8B's does. Each setting is timed once
 
 A summary prints every criterion; the exit status is 1 only when the reference and ours disagree on a
 token, never for a missed speed target. Where `lm_eval_diffusion.compiled` is missing, part 3 says so
-and times `torch.compile(model)` instead. `--train-compile` times part 4 with the trainer's compile
-switch (`run.compile`) on.
+and times `torch.compile(model)` instead. `--train-compile` adds to part 4 a row with the trainer's
+compile switch (`model.compile`) on, SGD with checkpointing (it costs the compiles of both arms).
 """
 
 from __future__ import annotations
@@ -270,9 +270,9 @@ def run_compile(plan: Plan, model, offset: torch.Tensor, eager: dict[int, tuple]
 
 
 # ---- parts 4-5: training step and EMA ----------------------------------------------------------------
-def run_train(plan: Plan, device: str, dtype: torch.dtype, out: Path, train_overrides: list[str],
-              verdicts: dict) -> None:
-    """Part 4 (and the EMA figures of part 5): SGD with checkpointing on and off, then AdamW."""
+def run_train(plan: Plan, device: str, dtype: torch.dtype, out: Path, train_compile: bool, verdicts: dict) -> None:
+    """Part 4 (and the EMA figures of part 5): SGD with checkpointing on and off, then AdamW; with
+    `train_compile`, SGD with checkpointing again under the trainer's `model.compile`."""
     sizes = plan.train
     if device == "cuda":
         total_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
@@ -284,29 +284,36 @@ def run_train(plan: Plan, device: str, dtype: torch.dtype, out: Path, train_over
         bandwidth = copy_bandwidth(device, 64 << 20)
         layers = {"sgd": 1, "adamw": 1}
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write); micro-batch {sizes['micro']} x "
-          f"{sizes['seq_len']} tokens, accumulation {sizes['accum']}, {sizes['steps']} timed steps per arm "
-          f"(median){'; overrides ' + ' '.join(train_overrides) if train_overrides else ''}")
-    print("| optimizer | layers | params | checkpointing | baseline s/step | JEPA s/step | JEPA / baseline | "
+          f"{sizes['seq_len']} tokens, accumulation {sizes['accum']}, {sizes['steps']} timed steps per arm (median)")
+    print("| optimizer | layers | params | checkpointing | compile | baseline s/step | JEPA s/step | JEPA / baseline | "
           "peak GB (baseline / JEPA) | EMA update ms | EMA bound ms | EMA / bound |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for optimizer, checkpointing in (("sgd", True), ("sgd", False), ("adamw", True)):
-        arms = time_arms(sizes, layers[optimizer], optimizer, checkpointing, device, dtype, out, train_overrides)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = [("sgd", True, False), ("sgd", False, False), ("adamw", True, False)]
+    if train_compile:
+        rows.append(("sgd", True, True))
+    for optimizer, checkpointing, compiled in rows:
+        # The trainer's compile switch (issue 21, ask 2); load_config names it if this branch lacks it.
+        overrides = ["--model.compile", "true"] if compiled else []
+        name = f"{optimizer}, checkpointing {'on' if checkpointing else 'off'}{', compiled' if compiled else ''}"
+        arms = time_arms(sizes, layers[optimizer], optimizer, checkpointing, device, dtype, out, overrides)
         if arms is None:
-            verdicts[f"train step {optimizer}, checkpointing {'on' if checkpointing else 'off'} fits"] = (
-                False, f"out of memory down to {layers[optimizer] * 3 // 4} layers", False)
+            verdicts[f"train step fits ({name})"] = (False, f"out of memory down to {layers[optimizer] * 3 // 4} "
+                                                            "layers", False)
             continue
         n_layers, base, jepa = arms
         ratio = jepa["s_per_step"] / base["s_per_step"]
-        ema_bound = EMA_BYTES_PER_PARAM * jepa["ema_params"] / bandwidth
+        # The one-pass EMA's own figure where it has one (same formula: 8 + online + shadow bytes).
+        bound_bytes = jepa.get("ema_bound_bytes", EMA_BYTES_PER_PARAM * jepa["ema_params"])
+        ema_bound = bound_bytes / bandwidth
         ema_ratio = jepa["ema_update_s"] / ema_bound
         peak = f"{base['peak_gb']:.1f} / {jepa['peak_gb']:.1f}" if "peak_gb" in base else "-"
         params = train_params(n_layers, sizes["width"], sizes["mlp_hidden"], sizes["vocab"])
-        name = f"{optimizer}, checkpointing {'on' if checkpointing else 'off'}, {n_layers} layers"
+        name += f", {n_layers} layers"
         verdicts[f"JEPA / baseline <= {RATIO_TARGET} ({name})"] = (ratio <= RATIO_TARGET, f"{ratio:.3f}", False)
         verdicts[f"EMA update / bound <= {EMA_TARGET} ({name})"] = (ema_ratio <= EMA_TARGET, f"{ema_ratio:.2f}", False)
         print(f"| {optimizer} | {n_layers} | {params / 1e9:.2f}B | {'on' if checkpointing else 'off'} | "
-              f"{base['s_per_step']:.3f} | {jepa['s_per_step']:.3f} | {ratio:.3f} | {peak} | "
-              f"{jepa['ema_update_s'] * 1e3:.2f} | {ema_bound * 1e3:.2f} | {ema_ratio:.2f} |")
+              f"{'on' if compiled else 'off'} | {base['s_per_step']:.3f} | {jepa['s_per_step']:.3f} | {ratio:.3f} | "
+              f"{peak} | {jepa['ema_update_s'] * 1e3:.2f} | {ema_bound * 1e3:.2f} | {ema_ratio:.2f} |")
 
 
 def time_arms(sizes: dict, n_layers: int, optimizer: str, checkpointing: bool, device: str, dtype: torch.dtype,
@@ -341,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu", action="store_true", help="smoke test: every part at tiny shapes, no compile")
     parser.add_argument("--train-compile", action="store_true",
-                        help="time the training step with the trainer's compile switch (run.compile) on")
+                        help="part 4: add SGD with checkpointing under the trainer's compile switch (model.compile)")
     args = parser.parse_args(argv)
     if not args.cpu and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on one H100/H200, or pass --cpu for the smoke test")
@@ -364,9 +371,6 @@ def run(plan: Plan, train_compile: bool) -> int:
     memory = f", {torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB" if s.device == "cuda" else ""
     print(f"{card}{memory} | torch {torch.__version__} | {s.dtype} | "
           f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    # TODO(issue 21, ask 2): when the trainer's compile switch is merged, part 4 times it with
-    # --train-compile; its name is assumed to be run.compile (load_config rejects it by name otherwise).
-    train_overrides = ["--run.compile", "true"] if train_compile else []
     walls, verdicts = {}, {}
     with part("models", walls):
         exit_setting = replace(s, gen_length=max(plan.exit_gen_lengths))  # the offset covers every canvas
@@ -385,7 +389,7 @@ def run(plan: Plan, train_compile: bool) -> int:
     free_memory(s.device)
     with part("4-5. training step and EMA", walls):
         with tempfile.TemporaryDirectory() as out:
-            run_train(plan, s.device, s.dtype, Path(out), train_overrides, verdicts)
+            run_train(plan, s.device, s.dtype, Path(out), train_compile, verdicts)
     total = time.perf_counter() - start
     verdicts[f"total <= {BUDGET_S:.0f} s"] = (total <= BUDGET_S, f"{total:.0f} s", False)
     print("\n== summary" + (" (CPU smoke test: speed targets are for the GPU and mean nothing here)" if is_cpu else ""))

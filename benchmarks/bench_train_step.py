@@ -116,6 +116,8 @@ def time_variant(args, device, dtype, lam: float, checkpointing: bool) -> dict:
         sync(device)
         result["ema_update_s"] = (time.perf_counter() - start) / args.steps
         result["ema_params"] = sum(p.numel() for p in trainer.target.parameters())
+        if hasattr(trainer.target, "update_bound_bytes"):  # the one-pass EMA's least traffic per update
+            result["ema_bound_bytes"] = trainer.target.update_bound_bytes()
         batch = trainer._to_device(batches[0][0])
         sync(device)
         start = time.perf_counter()
