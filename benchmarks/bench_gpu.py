@@ -262,7 +262,7 @@ def run_compile(plan: Plan, model, offset: torch.Tensor, eager: dict[int, tuple]
                 fn(canvas)
             sync(s.device)
             times[name] = (time.perf_counter() - start) / 3
-    tflop = forward_tflop(s.n_layers, s.d_model, s.mlp_hidden_size or 4 * s.d_model, s.vocab, batch, canvas_length)
+    tflop = forward_tflop(s.n_layers, s.d_model, s.mlp_hidden_size, s.vocab, batch, canvas_length)
     print(f"forward, batch {batch} x {canvas_length} tokens (mean of 3): eager {times['eager'] * 1e3:.1f} ms "
           f"({tflop / times['eager']:.0f} TFLOP/s) | compiled {times['compiled'] * 1e3:.1f} ms "
           f"({tflop / times['compiled']:.0f} TFLOP/s) | {times['eager'] / times['compiled']:.2f}x | "
