@@ -5,8 +5,9 @@ CPU (default; a small LLaDA-like model, about a minute):
 
     python benchmarks/bench_train_step.py
 
-GPU, LLaDA-8B-shaped (the tiny LLaDA-like remote class at d_model 4096, 32 layers, 32 heads, vocab
-126,464, bf16 weights; micro-batch 2 x 512, accumulation 2, EMA update included):
+GPU, LLaDA-8B-shaped (the tiny LLaDA-like remote class at d_model 4096, 32 layers, 32 heads, SwiGLU
+12,288, RMSNorm, vocab 126,464: ~8.0B parameters, bf16 weights; micro-batch 2 x 512, accumulation 2, EMA
+update included; on an 80 GB card pass fewer layers, e.g. `--layers 24`):
 
     python benchmarks/bench_train_step.py --gpu
 
@@ -53,14 +54,12 @@ class BenchTrainer(Trainer):
 
 
 def build_model(args, device: torch.device, dtype: torch.dtype):
-    from dllm_jepa_train.toy.remote.configuration_llada_tiny import LLaDAConfig
-    from dllm_jepa_train.toy.remote.modeling_llada_tiny import LLaDAModelLM
+    """The tiny LLaDA-like model at args' sizes (`args.mlp_hidden`: None, tiny blocks; an int, LLaDA's
+    SwiGLU block), created on `device` in `dtype`; mask id vocab - 1, EOS and padding vocab - 2."""
+    from dllm_jepa_train.toy.models import build_llada_shaped
 
-    config = LLaDAConfig(vocab_size=args.vocab, d_model=args.width, n_layers=args.layers, n_heads=args.heads,
-                         mask_token_id=args.vocab - 1, eos_token_id=args.vocab - 2, pad_token_id=args.vocab - 2)
-    with torch.device(device):
-        model = LLaDAModelLM(config)
-    return model.to(dtype)
+    return build_llada_shaped(device, dtype, vocab_size=args.vocab, d_model=args.width, n_layers=args.layers,
+                              n_heads=args.heads, mlp_hidden_size=args.mlp_hidden)
 
 
 def synthetic_rows(args, num_rows: int) -> list[dict]:
@@ -85,6 +84,7 @@ def time_variant(args, device, dtype, lam: float, checkpointing: bool) -> dict:
         "--model.gradient_checkpointing", str(checkpointing).lower(), "--optim.micro_batch_size", str(args.micro),
         "--optim.grad_accum", str(args.accum), "--optim.max_steps", "1000", "--optim.lr", "1e-6",
         "--data.max_length", str(args.seq_len), "--data.pad_to_max_length", "true", "--jepa.collapse_every", "0",
+        *getattr(args, "overrides", []),
     ])
     spec = FamilySpec(family="llada", mask_id=args.vocab - 1, stop_ids=(args.vocab - 2,), pad_id=args.vocab - 2,
                       shift_logits=False, vocab_size=args.vocab, eos_id=args.vocab - 2)
@@ -115,6 +115,9 @@ def time_variant(args, device, dtype, lam: float, checkpointing: bool) -> dict:
             trainer.target.update()
         sync(device)
         result["ema_update_s"] = (time.perf_counter() - start) / args.steps
+        result["ema_params"] = sum(p.numel() for p in trainer.target.parameters())
+        if hasattr(trainer.target, "update_bound_bytes"):  # the one-pass EMA's least traffic per update
+            result["ema_bound_bytes"] = trainer.target.update_bound_bytes()
         batch = trainer._to_device(batches[0][0])
         sync(device)
         start = time.perf_counter()
@@ -145,12 +148,14 @@ def main() -> None:
         if not torch.cuda.is_available():
             raise SystemExit("--gpu asked for but CUDA is not available")
         device, dtype = torch.device("cuda"), torch.bfloat16
-        shape = {"width": 4096, "layers": 32, "heads": 32, "vocab": 126464, "seq_len": 512, "micro": 2, "accum": 2}
+        shape = {"width": 4096, "layers": 32, "heads": 32, "vocab": 126464, "mlp_hidden": 12288, "seq_len": 512,
+                 "micro": 2, "accum": 2}
         args.optimizer = args.optimizer or "sgd"
         args.steps = args.steps or 5
     else:
         device, dtype = torch.device("cpu"), torch.float32
-        shape = {"width": 256, "layers": 4, "heads": 4, "vocab": 4096, "seq_len": 256, "micro": 2, "accum": 2}
+        shape = {"width": 256, "layers": 4, "heads": 4, "vocab": 4096, "mlp_hidden": None, "seq_len": 256,
+                 "micro": 2, "accum": 2}
         args.optimizer = args.optimizer or "adamw"
         args.steps = args.steps or 4
     for key, value in shape.items():

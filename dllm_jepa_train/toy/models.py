@@ -1,4 +1,5 @@
-"""Tiny tokenizers and checkpoints built offline: the test fixtures and the demo's base model.
+"""Tiny tokenizers and checkpoints built offline: the test fixtures and the demo's base model; and the
+tiny LLaDA-like model in LLaDA-8B's shape with random weights for the GPU benchmarks (`build_llada_shaped`).
 
 Every checkpoint is written with `save_pretrained` (and, for the LLaDA-like and Dream-like families,
 with its remote-code files and `auto_map`), so it goes through the same loading path as a real one.
@@ -55,6 +56,10 @@ TINY_MODELS: dict[str, TinyRemote | None] = {
     ),
     "generic": None,
 }
+
+# LLaDA-8B's shape, as its config.json gives it (block_type "llama": SwiGLU MLP, RMSNorm, no biases).
+# The GPU benchmarks build the tiny LLaDA-like model in it with random weights: ~8.0B parameters.
+LLADA_8B_SHAPE = {"d_model": 4096, "n_layers": 32, "n_heads": 32, "mlp_hidden_size": 12288, "vocab_size": 126464}
 
 DEFAULT_CORPUS = (
     "Question: Tom has 3 apples and buys 4 more. How many apples does he have?\n"
@@ -159,3 +164,25 @@ def build_tiny_checkpoint(
             if not (out / name).exists():
                 shutil.copyfile(REMOTE_CODE_DIR / name, out / name)
     return out
+
+
+def build_llada_shaped(device="cpu", dtype=None, **config):
+    """A random tiny-LLaDA-like model (`LLaDAModelLM`) in LLaDA-8B's shape, created on `device` directly in
+    `dtype` (no fp32 copy first: 8B fp32 weights are 32 GB). `config`: LLaDAConfig keys that replace the
+    shape's or add to it, e.g. `n_layers=24`; special ids default to the last two of the vocabulary
+    (mask: last; EOS and padding: second to last)."""
+    import torch
+
+    from dllm_jepa_train.toy.remote.configuration_llada_tiny import LLaDAConfig
+    from dllm_jepa_train.toy.remote.modeling_llada_tiny import LLaDAModelLM
+
+    values = {**LLADA_8B_SHAPE, **config}
+    vocab = values["vocab_size"]
+    values = {"mask_token_id": vocab - 1, "eos_token_id": vocab - 2, "pad_token_id": vocab - 2, **values}
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype or previous)
+    try:
+        with torch.device(device):
+            return LLaDAModelLM(LLaDAConfig(**values))
+    finally:
+        torch.set_default_dtype(previous)

@@ -17,6 +17,7 @@ class LLaDAConfig(PretrainedConfig):
         pad_token_id: int = 1,
         use_cache: bool = False,
         honour_attention_mask: bool = True,
+        mlp_hidden_size: int | None = None,
         **kwargs,
     ) -> None:
         self.vocab_size = vocab_size
@@ -29,5 +30,10 @@ class LLaDAConfig(PretrainedConfig):
         self.use_cache = use_cache
         # False makes the model ignore padding, as some remote-code models do (tests the fallback).
         self.honour_attention_mask = honour_attention_mask
+        # An int builds LLaDA-8B's block (SwiGLU of this width, RMSNorm, no biases; LLaDA's own config calls
+        # it block_type "llama"); the benchmarks' 8B shape. Stored only when given, so that the tiny
+        # checkpoints' config.json stay byte-identical to those written before the option existed.
+        if mlp_hidden_size is not None:
+            self.mlp_hidden_size = mlp_hidden_size
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(eos_token_id=eos_token_id, pad_token_id=pad_token_id, **kwargs)

@@ -21,7 +21,8 @@ class ActivationCheckpointingStrategy(enum.Enum):
 class LLaDAModel(nn.Module):
     def __init__(self, config: LLaDAConfig) -> None:
         super().__init__()
-        self.encoder = Encoder(config.vocab_size, config.d_model, config.n_layers, config.n_heads)
+        self.encoder = Encoder(config.vocab_size, config.d_model, config.n_layers, config.n_heads,
+                               getattr(config, "mlp_hidden_size", None))
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
 
     def set_activation_checkpointing(self, strategy: ActivationCheckpointingStrategy | None) -> None:
