@@ -107,6 +107,10 @@ class ModelConfig:
     revision: str | None = recipe(None, "hub revision of model.pretrained")
     trust_remote_code: bool = runtime(True, "LLaDA and Dream ship their modeling code with the checkpoint")
     gradient_checkpointing: bool = runtime(True, "on the online model: HF switch, else the model's own (LLaDA)")
+    compile: bool = runtime(False, "run the online and EMA target forwards through torch.compile (one graph each, "
+                            "fullgraph; a forward that cannot compile fails naming the cause, never runs eagerly "
+                            "instead); a speed setting: fp32 CPU runs match eager to rounding; GPU speed-up: "
+                            "benchmarks/bench_gpu.py")
 
 
 @dataclass

@@ -19,7 +19,9 @@ weights in the parameter dtype (+2 B/param under bf16). Gradient clipping sees t
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import json
 import math
 import resource
@@ -58,6 +60,49 @@ def enable_gradient_checkpointing(model: torch.nn.Module, family: str) -> str:
         return get_family(family).checkpointing(model)
     except ValueError as err:
         raise ValueError(f"model.gradient_checkpointing: {err}; set model.gradient_checkpointing false") from err
+
+
+class CompileError(RuntimeError):
+    """torch.compile could not compile a forward (or its backward) that `model.compile` asked for."""
+
+
+def _is_compile_error(err: BaseException) -> bool:
+    """An error raised by dynamo (tracing, a graph break under fullgraph) or inductor (lowering, codegen)."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor.exc import InductorError
+
+    return isinstance(err, (TorchDynamoException, InductorError))
+
+
+@contextlib.contextmanager
+def explain_compile_errors(what: str, cause: str):
+    """Re-raise a dynamo / inductor error inside the block as CompileError naming `what` was compiled,
+    `cause` (the model class, its checkpointing), the switch and the original error; others pass through."""
+    try:
+        yield
+    except Exception as err:
+        if not _is_compile_error(err):
+            raise
+        raise CompileError(f"model.compile: torch.compile failed on {what} of {cause}: {type(err).__name__}: "
+                           f"{err}\nSet model.compile false to train this model eagerly.") from err
+
+
+def compile_forward(model: torch.nn.Module, what: str, cause: str) -> None:
+    """From now on run `model`'s forward through torch.compile as one graph (fullgraph); a dynamo / inductor
+    error becomes CompileError naming `what` (e.g. "the online forward") and `cause` (the model, its checkpointing).
+
+    The compiled forward replaces the instance's `forward`, so module hooks, `state_dict` keys and the
+    exported checkpoint are those of the eager model. A graph break is an error, not a silent partial
+    eager run. Call it after any `copy.deepcopy` of `model` (the copy would share this forward).
+    """
+    compiled = torch.compile(model.forward, fullgraph=True)
+
+    @functools.wraps(model.forward)
+    def forward(*args, **kwargs):
+        with explain_compile_errors(what, cause):
+            return compiled(*args, **kwargs)
+
+    model.forward = forward
 
 
 class L2Anchor:
