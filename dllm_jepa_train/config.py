@@ -108,9 +108,9 @@ class ModelConfig:
     trust_remote_code: bool = runtime(True, "LLaDA and Dream ship their modeling code with the checkpoint")
     gradient_checkpointing: bool = runtime(True, "on the online model: HF switch, else the model's own (LLaDA)")
     compile: bool = runtime(False, "run the online and EMA target forwards through torch.compile (one graph each, "
-                            "fullgraph; a forward that cannot compile fails naming the cause, never runs eagerly "
-                            "instead); a speed setting: fp32 CPU runs match eager to rounding; GPU speed-up: "
-                            "benchmarks/bench_gpu.py")
+                            "fullgraph: a forward that cannot compile stops the run naming the cause, never runs "
+                            "eagerly instead); speed only: fp32 runs match eager to rounding; the GPU speed-up is "
+                            "measured by benchmarks/bench_gpu.py (docs/training.md)")
 
 
 @dataclass

@@ -67,11 +67,12 @@ class CompileError(RuntimeError):
 
 
 def _is_compile_error(err: BaseException) -> bool:
-    """An error raised by dynamo (tracing, a graph break under fullgraph) or inductor (lowering, codegen)."""
-    from torch._dynamo.exc import TorchDynamoException
-    from torch._inductor.exc import InductorError
+    """An error raised by dynamo (tracing, a graph break or the recompile limit under fullgraph) or inductor
+    (lowering, C++ / Triton codegen; usually wrapped by dynamo as BackendCompilerFailed)."""
+    from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
+    from torch._inductor.exc import CppCompileError, LoweringException
 
-    return isinstance(err, (TorchDynamoException, InductorError))
+    return isinstance(err, (TorchDynamoException, FailOnRecompileLimitHit, CppCompileError, LoweringException))
 
 
 @contextlib.contextmanager

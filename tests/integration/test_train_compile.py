@@ -14,7 +14,7 @@ from train_helpers import flags, write_jsonl
 
 from dllm_jepa_train.build import build_trainer
 from dllm_jepa_train.config import load_config
-from dllm_jepa_train.engines import CompileError
+from dllm_jepa_train.engines import CompileError, compile_forward
 
 # LLaDA-like tiny model (no dropout: compiled dropout would draw from inductor's RNG, not eager's),
 # gradient checkpointing on (the default), JEPA with its EMA target forward, the L2 anchor's gradient hooks.
@@ -95,3 +95,18 @@ def test_a_forward_that_cannot_compile_fails_naming_model_switch_and_cause(tmp_p
                               "(gradient checkpointing: llada): Unsupported: ")
     assert "Data-dependent branching" in message and "Set model.compile false" in message
     assert tr.global_step == 0
+
+
+class _Scale(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+
+def test_the_recompile_limit_is_an_error_not_an_eager_fallback():
+    model = _Scale()
+    compile_forward(model, "the online forward", "_Scale (gradient checkpointing: off)")
+    with torch._dynamo.config.patch(recompile_limit=1):  # a second shape is one recompile too many
+        torch.testing.assert_close(model(torch.ones(2, 3)), torch.full((2, 3), 2.0))
+        with pytest.raises(CompileError, match=r"^model.compile: torch.compile failed on the online forward of "
+                                               r"_Scale \(gradient checkpointing: off\): FailOnRecompileLimitHit"):
+            model(torch.ones(3, 5))
