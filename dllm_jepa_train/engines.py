@@ -7,7 +7,9 @@ the optimizer sees is its sum over micro-batches (and ranks). DeepSpeed divides 
 loss by the accumulation steps and averages gradients over ranks; `DeepSpeedEngine.backward` passes
 `scale_wrt_gas=False` and multiplies by the world size to undo both. `build_engine` makes either from
 the config: torch AdamW (decay on matrices only) and a warmup + cosine `LambdaLR` in both;
-`deepspeed_config` writes the DeepSpeed JSON from the same config.
+`deepspeed_config` writes the DeepSpeed JSON from the same config. `compile_forward` (`model.compile`)
+runs a model's forward through torch.compile under either engine and turns a dynamo / inductor
+failure into a `CompileError` that names the model, its checkpointing and the switch.
 
 L2-to-base anchor (`anchor.l2_lambda`): a hook on every backbone parameter adds
 l2_lambda * (theta - theta_base) to the gradient of the last micro-batch of each step only, so the

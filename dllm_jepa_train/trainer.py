@@ -12,6 +12,8 @@ One optimizer step (`Trainer.train_step`), over `grad_accum` micro-batches:
       2. context  online forward on the context view -> logits, z_L, predictor(z_L)
       3. loss     L_diff / step normaliser + lambda * sum over rows (1 - cos) / step rows
     backward, engine step (the optimizer steps on the last micro-batch), then the EMA update.
+With `model.compile` the online and target forwards (and the online backward) run through torch.compile
+(`engines.compile_forward`, a speed setting: no silent eager fallback).
 
 The engines (DeepSpeed, torch), their loss scaling, the LR schedule and the L2-to-base anchor are in
 `engines.py`; process-group helpers in `lm_eval_diffusion/distributed.py` (shared with the harness);
