@@ -107,6 +107,10 @@ class ModelConfig:
     revision: str | None = recipe(None, "hub revision of model.pretrained")
     trust_remote_code: bool = runtime(True, "LLaDA and Dream ship their modeling code with the checkpoint")
     gradient_checkpointing: bool = runtime(True, "on the online model: HF switch, else the model's own (LLaDA)")
+    compile: bool = runtime(False, "run the online and EMA target forwards through torch.compile (one graph each, "
+                            "fullgraph: a forward that cannot compile stops the run naming the cause, never runs "
+                            "eagerly instead); speed only: fp32 runs match eager to rounding; the GPU speed-up is "
+                            "measured by benchmarks/bench_gpu.py (docs/training.md)")
 
 
 @dataclass

@@ -7,7 +7,9 @@ the optimizer sees is its sum over micro-batches (and ranks). DeepSpeed divides 
 loss by the accumulation steps and averages gradients over ranks; `DeepSpeedEngine.backward` passes
 `scale_wrt_gas=False` and multiplies by the world size to undo both. `build_engine` makes either from
 the config: torch AdamW (decay on matrices only) and a warmup + cosine `LambdaLR` in both;
-`deepspeed_config` writes the DeepSpeed JSON from the same config.
+`deepspeed_config` writes the DeepSpeed JSON from the same config. `compile_forward` (`model.compile`)
+runs a model's forward through torch.compile under either engine and turns a dynamo / inductor
+failure into a `CompileError` that names the model, its checkpointing and the switch.
 
 L2-to-base anchor (`anchor.l2_lambda`): a hook on every backbone parameter adds
 l2_lambda * (theta - theta_base) to the gradient of the last micro-batch of each step only, so the
@@ -19,7 +21,9 @@ weights in the parameter dtype (+2 B/param under bf16). Gradient clipping sees t
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import json
 import math
 import resource
@@ -58,6 +62,50 @@ def enable_gradient_checkpointing(model: torch.nn.Module, family: str) -> str:
         return get_family(family).checkpointing(model)
     except ValueError as err:
         raise ValueError(f"model.gradient_checkpointing: {err}; set model.gradient_checkpointing false") from err
+
+
+class CompileError(RuntimeError):
+    """torch.compile could not compile a forward (or its backward) that `model.compile` asked for."""
+
+
+def _is_compile_error(err: BaseException) -> bool:
+    """An error raised by dynamo (tracing, a graph break or the recompile limit under fullgraph) or inductor
+    (lowering, C++ / Triton codegen; usually wrapped by dynamo as BackendCompilerFailed)."""
+    from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
+    from torch._inductor.exc import CppCompileError, LoweringException
+
+    return isinstance(err, (TorchDynamoException, FailOnRecompileLimitHit, CppCompileError, LoweringException))
+
+
+@contextlib.contextmanager
+def explain_compile_errors(what: str, cause: str):
+    """Re-raise a dynamo / inductor error inside the block as CompileError naming `what` was compiled,
+    `cause` (the model class, its checkpointing), the switch and the original error; others pass through."""
+    try:
+        yield
+    except Exception as err:
+        if not _is_compile_error(err):
+            raise
+        raise CompileError(f"model.compile: torch.compile failed on {what} of {cause}: {type(err).__name__}: "
+                           f"{err}\nSet model.compile false to train this model eagerly.") from err
+
+
+def compile_forward(model: torch.nn.Module, what: str, cause: str) -> None:
+    """From now on run `model`'s forward through torch.compile as one graph (fullgraph); a dynamo / inductor
+    error becomes CompileError naming `what` (e.g. "the online forward") and `cause` (the model, its checkpointing).
+
+    The compiled forward replaces the instance's `forward`, so module hooks, `state_dict` keys and the
+    exported checkpoint are those of the eager model. A graph break is an error, not a silent partial
+    eager run. Call it after any `copy.deepcopy` of `model` (the copy would share this forward).
+    """
+    compiled = torch.compile(model.forward, fullgraph=True)
+
+    @functools.wraps(model.forward)
+    def forward(*args, **kwargs):
+        with explain_compile_errors(what, cause):
+            return compiled(*args, **kwargs)
+
+    model.forward = forward
 
 
 class L2Anchor:

@@ -12,6 +12,8 @@ One optimizer step (`Trainer.train_step`), over `grad_accum` micro-batches:
       2. context  online forward on the context view -> logits, z_L, predictor(z_L)
       3. loss     L_diff / step normaliser + lambda * sum over rows (1 - cos) / step rows
     backward, engine step (the optimizer steps on the last micro-batch), then the EMA update.
+With `model.compile` the online and target forwards (and the online backward) run through torch.compile
+(`engines.compile_forward`, a speed setting: no silent eager fallback).
 
 The engines (DeepSpeed, torch), their loss scaling, the LR schedule and the L2-to-base anchor are in
 `engines.py`; process-group helpers in `lm_eval_diffusion/distributed.py` (shared with the harness);
@@ -38,7 +40,8 @@ from dllm_jepa_train import checkpoint as ckpt
 from dllm_jepa_train.config import TrainConfig, t_setting
 from dllm_jepa_train.data import DiffusionCollator, StepPlan
 from dllm_jepa_train.engines import (
-    L2Anchor, build_engine, enable_gradient_checkpointing, memory_estimate, peak_memory_gb,
+    L2Anchor, build_engine, compile_forward, enable_gradient_checkpointing, explain_compile_errors, memory_estimate,
+    peak_memory_gb,
 )
 from dllm_jepa_train.jepa import EmaTarget, OnlineModel, backbone_heads, backbone_width, build_predictor
 from dllm_jepa_train.objectives import collapse_stats, diffusion_denominator, diffusion_loss, jepa_loss
@@ -100,6 +103,16 @@ class Trainer:
                        if self.use_jepa else None)
         self.anchor = (L2Anchor(list(online.backbone.parameters()), cfg.anchor.l2_lambda)
                        if cfg.anchor.l2_lambda > 0 else None)
+        # After the EMA's deepcopy, which would otherwise share the online model's compiled forward.
+        self.compiled = "off"
+        self.compile_cause = f"{type(online.backbone).__name__} (gradient checkpointing: {self.checkpointing})"
+        if cfg.model.compile:
+            compile_forward(online.backbone, "the online forward", self.compile_cause)
+            self.compiled = "online forward"
+            if self.target is not None:
+                compile_forward(self.target.model, "the EMA target forward",
+                                f"{type(self.target.model).__name__} (eval mode, no gradient checkpointing)")
+                self.compiled += " + EMA target forward"
         self.global_step = 0
         self.collapse_buffer = {name: torch.empty(0) for name in ("z_context", "z_target")}
         self.tensorboard = self._tensorboard()
@@ -132,8 +145,9 @@ class Trainer:
         self.memory = est
         parts = ", ".join(f"{k} {v:.3f}" for k, v in est.items())
         num_predictor = num_online - num_backbone
-        log.info("parameters: backbone %d, predictor %d, EMA %d | gradient checkpointing: %s",
-                 num_backbone, num_predictor, self.target.num_parameters() if self.target else 0, self.checkpointing)
+        log.info("parameters: backbone %d, predictor %d, EMA %d | gradient checkpointing: %s | compiled: %s",
+                 num_backbone, num_predictor, self.target.num_parameters() if self.target else 0, self.checkpointing,
+                 self.compiled)
         log.info("memory estimate per rank (GB, %d ranks, activations excluded): %s", self.dist.world_size, parts)
 
     # ------------------------------------------------------------------------------- one step
@@ -188,7 +202,11 @@ class Trainer:
             totals += parts
             if self.anchor is not None:
                 self.anchor.armed = i == len(batches) - 1
-            self.engine.backward(loss)
+            if cfg.model.compile:  # inductor compiles the backward graph at the first backward
+                with explain_compile_errors("the online backward", self.compile_cause):
+                    self.engine.backward(loss)
+            else:
+                self.engine.backward(loss)
             if step == cfg.run.debug_sigkill_at_step and i == 0:
                 os.kill(os.getpid(), signal.SIGKILL)  # testing resume: die mid-step, after a backward
             self.engine.step()

@@ -168,3 +168,28 @@ def test_identity_predictor_trains_the_tiny_config_under_the_launcher_and_export
     request = Instance("generate_until", {}, ("Question: 1 + 1 =", {"until": ["\n"], "max_gen_toks": 8}), 0)
     (text,) = lm.generate_until([request])
     assert isinstance(text, str)
+
+
+def test_compiled_deepspeed_run_matches_eager_in_fp32(tmp_path, tiny_checkpoints):
+    """model.compile under the DeepSpeed engine (ZeRO-2, plain python, fp32): the same losses, gradient norms
+    and final weights as eager, to the torch-engine test's tolerances (tests/integration/test_train_compile.py)."""
+    data = write_jsonl(tmp_path / "train.jsonl")
+    common = [*COMMON, "--data.pad_to_max_length", "true", "--run.save_every", "0"]  # one shape per forward
+    out = {}
+    for name, switch in (("eager", "false"), ("compiled", "true")):
+        args = flags(tiny_checkpoints["llada"], data, tmp_path / name, *common, "--model.compile", switch,
+                     engine="deepspeed")
+        proc = subprocess.run([sys.executable, str(MAIN), *args], check=False, cwd=tmp_path, env=_env(),
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        out[name] = proc.stdout + proc.stderr
+    assert "compiled: online forward + EMA target forward" in out["compiled"]
+    assert "compiled: off" in out["eager"]
+    for got, want in zip(_metrics(tmp_path / "compiled"), _metrics(tmp_path / "eager"), strict=True):
+        for key in ("loss", "loss_diff", "loss_jepa"):
+            assert got[key] == pytest.approx(want[key], rel=1e-5, abs=0), (got["step"], key)
+        assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-4), got["step"]
+    compiled, eager = _weights(tmp_path / "compiled" / "final"), _weights(tmp_path / "eager" / "final")
+    assert set(compiled) == set(eager)
+    for key in eager:
+        torch.testing.assert_close(compiled[key], eager[key], rtol=0, atol=5e-5, msg=key)

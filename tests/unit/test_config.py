@@ -197,7 +197,7 @@ def test_every_option_declares_its_help_and_whether_it_changes_what_a_run_learns
                 "optim.epochs", "anchor.l2_lambda", "tiny.hidden_size"):
         assert cell[key], key
     for key in ("run.seed", "run.output_dir", "run.engine", "data.path", "data.data_dir", "jepa.collapse_every",
-                "model.gradient_checkpointing"):
+                "model.gradient_checkpointing", "model.compile"):
         assert not cell[key], key
 
 
