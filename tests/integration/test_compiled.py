@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -222,29 +223,36 @@ def test_analysis_compile_switch_reaches_probe_drift_and_collapse(tiny_checkpoin
     from functools import partial
 
     from dllm_jepa_train.analysis import __main__ as cli
-    from dllm_jepa_train.analysis.drift import DriftSettings, run_drift
+    from dllm_jepa_train.analysis import collapse, common, drift
     from dllm_jepa_train.analysis.probe import ProbeSettings, run_probe
     from lm_eval_diffusion import compiled
 
-    for command in (["probe", "--base", "b", "--finetunes", "f"], ["drift", "--base", "b", "--finetunes", "f"],
-                    ["collapse", "--checkpoint", "c"]):
-        assert cli.build_parser().parse_args(command + ["--compile"]).compile is True
-        assert cli.build_parser().parse_args(command).compile is False
     text = tmp_path / "docs.txt"
     text.write_text("the quick brown fox jumps over the lazy dog\nSELECT count(*) FROM singer\ndog\n")
+    asked = []
+
+    def load_model(path, dtype, device, use_compile=False):
+        asked.append(use_compile)
+        raise common.AnalysisError("stop here")
+
+    for command, module in ((["drift", "--base", "b", "--finetunes", "f"], drift),
+                            (["collapse", "--checkpoint", str(tmp_path)], collapse)):
+        assert cli.build_parser().parse_args(command).compile is False
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "load_model", load_model)
+            patch.setattr(drift, "check_same_tokenizer", lambda *a: None)
+            assert cli.main(command + ["--text-file", str(text), "--compile"]) == 2
+    assert asked == [True, True]
     monkeypatch.setattr(compiled, "compile_backbone", partial(compiled.compile_backbone, backend="eager"))
-    base = str(tiny_checkpoints["llada"])
     caplog.set_level(logging.INFO, logger="dllm_jepa_train.analysis.common")
-    probe = ProbeSettings(num_docs=3, max_length=12, batch_size=2, text_file=str(text), device="cpu")
-    drift = DriftSettings(num_samples=3, max_length=12, batch_size=2, text_file=str(text), device="cpu")
-    eager = run_probe(base, [], probe), run_drift(base, [base], drift)
+    settings = ProbeSettings(num_docs=3, max_length=12, batch_size=2, text_file=str(text), device="cpu")
+    eager = run_probe(str(tiny_checkpoints["llada"]), [], settings)
     assert "graph(s) compiled" not in caplog.text
-    on = run_probe(base, [], ProbeSettings(**{**probe.__dict__, "compile": True})), \
-        run_drift(base, [base], DriftSettings(**{**drift.__dict__, "compile": True}))
-    assert on[0]["base"]["loss"] == pytest.approx(eager[0]["base"]["loss"], rel=1e-6)
-    assert on[1]["finetunes"][0]["per_layer"] == pytest.approx(eager[1]["finetunes"][0]["per_layer"], abs=1e-6)
-    assert on[0]["settings"]["compile"] is True and eager[0]["settings"]["compile"] is False
-    assert caplog.text.count("graph(s) compiled") == 3  # the probe's model, drift's base and fine-tune
+    on = run_probe(str(tiny_checkpoints["llada"]), [], ProbeSettings(**{**settings.__dict__, "compile": True}))
+    assert on["base"]["loss"] == pytest.approx(eager["base"]["loss"], rel=1e-6)
+    assert on["settings"]["compile"] is True and eager["settings"]["compile"] is False
+    # Batches of 2 and 1 rows, lengths 12 and 2: dynamic dimensions, except that size 1 is specialised.
+    assert re.findall(r"compile: (\d+) graph\(s\) compiled", caplog.text) == ["2"]
 
 
 def test_harness_reports_graphs_and_does_not_count_dummy_rows(tiny_checkpoints, monkeypatch, caplog):
