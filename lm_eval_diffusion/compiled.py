@@ -21,11 +21,11 @@ shapes would each cost a compile. A forward of R rows is padded to the smallest 
 dummy rows (copies of the last row, dropped from the logits; the sampler never sees them, so its
 `row_forwards` does not count them). Where the model honours padding (the padding probe), the canvas is
 also left-padded to a length bucket, as the harness already left-pads prompts, and every shape is
-static: at most (batch buckets) x (length buckets) x (padded or not) graphs. Padding moves logits
-within the probe's tolerance, so tokens may differ from compile off at near-ties. Where the model
-ignores padding, only the batch is bucketed and the sequence dimension is compiled dynamic, so one
-graph serves every length. A run needing more graphs than the recompile limit raises instead of
-falling back to eager silently.
+static: at most (batch buckets) x (length buckets) x (padded or not) shapes (`shape_bound`). Padding
+moves logits within the probe's tolerance, so tokens may differ from compile off at near-ties. Where
+the model ignores padding, only the batch is bucketed and the sequence dimension is compiled dynamic
+(a model whose code fixes the length then fails at its first forward, naming the dimension). The
+recompile limit is set to `shape_bound`, and reaching it raises where dynamo would silently run eagerly.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 LENGTH_BITS = 3  # length buckets m * 2^k with m of 3 bits (4..7): four per octave, at most 25% padding
-RECOMPILE_LIMIT = 64  # graphs one compiled function may hold; more raises (never a silent eager fallback)
+UNBOUNDED_SHAPES = 1024  # recompile limit where no bucket list or max_length bounds the shapes
+DYNAMIC_SHAPES = 16  # recompile limit of compile_backbone: dynamic dimensions, only sizes 0/1 specialise
 
 
 def default_batch_buckets(*max_rows: int) -> tuple[int, ...]:
@@ -103,9 +104,11 @@ class _GraphCounter:
         return self.backend(graph_module, example_inputs)
 
 
-def _dynamo_limits() -> Any:
-    """Raise on the recompile limit instead of running eagerly; set only around the compiled calls."""
-    return torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True)
+def _dynamo_limits(limit: int) -> Any:
+    """Room for `limit` compiled shapes, and an error past it where dynamo would silently run eagerly;
+    set only around the compiled calls."""
+    return torch._dynamo.config.patch(recompile_limit=limit, accumulated_recompile_limit=max(256, limit),
+                                      fail_on_recompile_limit_hit=True)
 
 
 class CompiledLogits:
@@ -138,6 +141,7 @@ class CompiledLogits:
         self.use_compile = use_compile
         self._counter = _GraphCounter(backend)
         self._shapes: set[tuple[int, int, bool]] = set()
+        self._limit = self.shape_bound()
         if isinstance(model, Backbone):
             # The module is compiled, not model_forward: its padding check (a host sync) and the logit
             # shift stay eager, outside the graph. Static shapes unless marked dynamic per call.
@@ -146,6 +150,18 @@ class CompiledLogits:
             self._forward: LogitsFn = lambda ids, mask: model_forward(module, spec, ids, mask)[0]
         else:
             self._forward = torch.compile(model, backend=self._counter, dynamic=False) if use_compile else model
+
+    def shape_bound(self) -> int:
+        """The most forward shapes the buckets allow (rows x lengths x padded or not); the recompile limit."""
+        if self.batch_buckets is None or (self.honours_padding and self.length_buckets is None and self.max_length is None):
+            return UNBOUNDED_SHAPES
+        if not self.honours_padding:
+            lengths = 1  # one dynamic dimension
+        elif self.length_buckets is not None:
+            lengths = len(self.length_buckets)
+        else:
+            lengths = len({length_bucket(n, self.max_length) for n in range(1, self.max_length + 1)})
+        return len(self.batch_buckets) * lengths * 2
 
     @property
     def graphs(self) -> int:
@@ -184,7 +200,7 @@ class CompiledLogits:
             torch._dynamo.mark_dynamic(ids, 1)
             if attention_mask is not None:
                 torch._dynamo.mark_dynamic(attention_mask, 1)
-        with _dynamo_limits():
+        with _dynamo_limits(self._limit):
             logits = self._forward(ids, attention_mask)
         return logits[:R, length - L:]
 
@@ -194,9 +210,15 @@ def compile_backbone(backbone: Backbone, backend: str = "inductor") -> Callable[
     function giving the graphs compiled so far.
 
     For callers that need hidden states and feed many lengths (the analysis commands): no padding is
-    added, so results equal eager ones up to kernel rounding. Parameters and `state_dict` keys are
-    untouched (`nn.Module.compile`), so weights loaded in place later are used.
+    added, so results equal eager ones up to kernel rounding. Only the instance's `forward` is replaced:
+    parameters and `state_dict` keys are untouched, so weights loaded in place later are used.
     """
     counter = _GraphCounter(backend)
-    backbone.model.compile(backend=counter, dynamic=True)
+    compiled = torch.compile(backbone.model.forward, backend=counter, dynamic=True)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        with _dynamo_limits(DYNAMIC_SHAPES):
+            return compiled(*args, **kwargs)
+
+    backbone.model.forward = forward
     return lambda: counter.graphs

@@ -149,6 +149,9 @@ def release(backbone: Any) -> None:
     """Free a model's weights before the next one loads: only one checkpoint is resident at a time."""
     if "compiled_graphs" in backbone.extra:
         log.info("%s: compile: %d graph(s) compiled", backbone.name, backbone.extra["compiled_graphs"]())
+        # Dynamo keeps its graphs on the model class's forward, so they would pile up over checkpoints
+        # until the recompile limit; the next checkpoint compiles afresh (from the on-disk cache).
+        torch.compiler.reset()
     # Moving to meta frees the storage now, even while callers still hold the Backbone object.
     backbone.model.to("meta")
     gc.collect()

@@ -116,6 +116,19 @@ def test_ignored_padding_compiles_one_graph_for_every_length_and_counts_graph_br
     assert f"{static.graphs} graph(s) compiled for 3 forward shape(s)" in static.summary()
 
 
+def test_shapes_past_the_buckets_raise_instead_of_running_eagerly():
+    def logits_fn(ids, attention_mask):
+        return ids[..., None].float() * 2.0
+
+    compiled = CompiledLogits(logits_fn, honours_padding=True, pad_id=0, batch_buckets=(2,), length_buckets=(4,),
+                              backend="eager")
+    assert compiled.shape_bound() == 2  # one batch, one length, padded or not
+    compiled(torch.ones((2, 3), dtype=torch.long), None)  # padded to 4
+    compiled(torch.ones((2, 5), dtype=torch.long), None)  # beyond every bucket: a shape of its own
+    with pytest.raises(torch._dynamo.exc.FailOnRecompileLimitHit):
+        compiled(torch.ones((2, 6), dtype=torch.long), None)  # a third graph would pass the bound
+
+
 # ---- compiled vs eager on the tiny fixtures ----------------------------------------------------------
 class Recorder:
     """Wraps a logits_fn, adds OFFSET (by position from the right); keeps each step's canvas and logits."""
