@@ -153,7 +153,8 @@ class CompiledLogits:
 
     def shape_bound(self) -> int:
         """The most forward shapes the buckets allow (rows x lengths x padded or not); the recompile limit."""
-        if self.batch_buckets is None or (self.honours_padding and self.length_buckets is None and self.max_length is None):
+        is_length_unbounded = self.honours_padding and self.length_buckets is None and self.max_length is None
+        if self.batch_buckets is None or is_length_unbounded:
             return UNBOUNDED_SHAPES
         if not self.honours_padding:
             lengths = 1  # one dynamic dimension

@@ -147,8 +147,8 @@ class Recorder:
 def decision_margins(steps, after, start, mask_id, confidence) -> tuple[float, float]:
     """(min top-1 - top-2 logit of a committed token, min confidence gap at the commit boundary).
 
-    `after(i)` is the canvas after step i; positions from `start` on are committable (one block suffices
-    for the fixtures' single-block windows since masked positions outside it are never ranked here).
+    `after(i)` is the canvas after step i; every position from `start` on is committable (true of the
+    Dream sampler, and of the LLaDA sampler with one block, as here).
     """
     logit_margin = confidence_margin = float("inf")
     for i, (canvas, logits) in enumerate(steps):
@@ -194,7 +194,8 @@ def test_compiled_greedy_tokens_equal_eager_with_the_same_bucketing(tiny_checkpo
     backbone = load_backbone(str(tiny_checkpoints[name]), dtype="float32", device="cpu")
     assert backbone.honours_padding  # precondition: the canvas is length-bucketed too
     ids, mask = left_padded(backbone, PROMPTS)
-    assert ids.shape == (3, 11) and backbone.spec.vocab_size <= OFFSET.shape[1]  # canvas 27 -> bucket 28, batch 3 -> 4: both paddings are exercised
+    # Canvas 27 -> length bucket 28, batch 3 -> 4: both paddings are exercised.
+    assert ids.shape == (3, 11) and backbone.spec.vocab_size <= OFFSET.shape[1]
     mask_id = backbone.spec.mask_id
     if name == "llada":
         config = LladaSamplerConfig(steps=8, gen_length=GEN_LENGTH, block_length=GEN_LENGTH)
