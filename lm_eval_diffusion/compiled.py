@@ -25,22 +25,21 @@ static: at most (batch buckets) x (length buckets) x (padded or not) shapes (`sh
 moves logits within the probe's tolerance, so tokens may differ from compile off at near-ties. Where
 the model ignores padding, only the batch is bucketed and the sequence dimension is compiled dynamic
 (a model whose code fixes the length then fails at its first forward, naming the dimension). The
-recompile limit is set to `shape_bound`, and reaching it raises where dynamo would silently run eagerly.
+recompile limit is set to `shape_bound`, and reaching it raises where dynamo would silently run eagerly;
+dynamo counts it per code object, so compiled models of one class in one process share it
+(`torch.compiler.reset()` between models starts afresh).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from lm_eval_diffusion.backbone import Backbone, model_forward
+from lm_eval_diffusion.sampler import LogitsFn
 
-logger = logging.getLogger(__name__)
-
-LogitsFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 LENGTH_BITS = 3  # length buckets m * 2^k with m of 3 bits (4..7): four per octave, at most 25% padding
 UNBOUNDED_SHAPES = 1024  # recompile limit where no bucket list or max_length bounds the shapes
 DYNAMIC_SHAPES = 16  # recompile limit of compile_backbone: dynamic dimensions, only sizes 0/1 specialise

@@ -25,13 +25,7 @@ import pytest
 import torch
 
 from lm_eval_diffusion.backbone import load_backbone
-from lm_eval_diffusion.compiled import (
-    CompiledLogits,
-    batch_bucket,
-    compile_backbone,
-    default_batch_buckets,
-    length_bucket,
-)
+from lm_eval_diffusion.compiled import CompiledLogits, compile_backbone
 from lm_eval_diffusion.sampler import DreamSamplerConfig, LladaSamplerConfig, dream_generate, llada_generate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -40,27 +34,7 @@ GEN_LENGTH = 16
 OFFSET = 2.0 * torch.randn((32, 384), generator=torch.Generator().manual_seed(0))  # (positions, >= vocab)
 
 
-# ---- buckets (pure) ----------------------------------------------------------------------------------
-def test_length_buckets_are_four_per_octave_capped_at_max_length():
-    assert [length_bucket(n) for n in (1, 4, 5, 8, 9, 15, 17, 29, 33)] == [1, 4, 5, 8, 10, 16, 20, 32, 40]
-    assert sorted({length_bucket(n) for n in range(65, 129)}) == [80, 96, 112, 128]
-    assert all(n <= length_bucket(n) <= 1.25 * n for n in range(1, 5000))
-    assert length_bucket(900, max_length=1000) == 1000  # 1024 would pass the model's context
-    assert length_bucket(1100, max_length=1000) == 1280  # already too long: not cut, its own bucket
-    assert length_bucket(30, buckets=(16, 64)) == 64 and length_bucket(65, buckets=(16, 64)) == 65
-    with pytest.raises(ValueError, match="length must be >= 1"):
-        length_bucket(0)
-
-
-def test_batch_buckets_are_powers_of_two_stopping_at_each_batch_size():
-    assert default_batch_buckets(8) == (1, 2, 4, 8)
-    assert default_batch_buckets(6, 32) == (1, 2, 4, 6, 8, 16, 32)
-    assert [batch_bucket(n, (1, 2, 4, 6)) for n in (1, 3, 5, 6, 7)] == [1, 4, 6, 6, 7]
-    assert [batch_bucket(n) for n in (1, 3, 5, 9)] == [1, 4, 8, 16]
-    with pytest.raises(ValueError, match="max rows"):
-        default_batch_buckets(0)
-
-
+# ---- bucketing around a logits function (the pure bucket functions: tests/unit/test_compiled_buckets.py)
 def test_padding_rows_and_length_reaches_the_model_and_is_cut_away():
     seen = []
 
