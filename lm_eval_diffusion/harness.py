@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from lm_eval_diffusion import distributed
 from lm_eval_diffusion.backbone import Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
+from lm_eval_diffusion.compiled import CompiledLogits, evaluation_buckets
 from lm_eval_diffusion.families import get_family
 from lm_eval_diffusion.likelihood import fills_greedily, score_requests
 from lm_eval_diffusion.model_args import DiffusionLMArgs, check_sampler_options, context_length, merge_cli
@@ -95,6 +96,8 @@ class DiffusionLM(TemplateLM):
         if args.add_bos_token and self.tokenizer.bos_token_id is None:
             raise ValueError(f"add_bos_token=True but the tokenizer of {args.pretrained} has no BOS token")
         self._row_forwards: dict[str, Counter] = {}  # task -> counts, summed over ranks
+        self._compiled = CompiledLogits(self.backbone, max_length=self.max_length, batch_buckets=evaluation_buckets(
+            self.batch_size, args.mc_batch_size, args.cfg_scale)) if args.compile else None
         if self._rank == 0:
             logger.info(
                 "llada_diffusion: %s family=%s sampler=%s batch_size=%d padding_honoured=%s world_size=%d",
@@ -191,9 +194,18 @@ class DiffusionLM(TemplateLM):
                 "early_exit": a.early_exit, "threshold": a.threshold,
                 "decoding": "paper (fixed schedule)" if a.threshold is None else
                             f"parallel threshold {a.threshold} (Fast-dLLM; not the paper's protocol)",
-                "row_forwards": {task: dict(counts) for task, counts in sorted(self._row_forwards.items())}}
+                "row_forwards": {task: dict(counts) for task, counts in sorted(self._row_forwards.items())},
+                "compile": a.compile, "compiled_graphs": self._compiled.graphs if self._compiled else None}
         info.update(a.sampler_info(self.sampler))
         return info
+
+    def _logits_fn(self):
+        """The forward the samplers and the ELBO call: compiled (model_arg compile) or the backbone's."""
+        return self._compiled if self._compiled is not None else self.backbone.logits
+
+    def _log_compiled(self) -> None:
+        if self._compiled is not None and self._rank == 0:  # graphs of this rank (each compiles its own)
+            logger.info("llada_diffusion: %s", self._compiled.summary())
 
     # ---- generation ------------------------------------------------------------------------------
     def _gen_length(self, requested: int) -> int:
@@ -246,10 +258,10 @@ class DiffusionLM(TemplateLM):
                   "generator": generators, "exit_check": exit_check, "row_forwards": row_forwards}
         config = self.args.sampler_config(self.sampler, gen_length)
         if isinstance(config, LladaSamplerConfig):
-            canvas = llada_generate(self.backbone.logits, ids.to(self._device), config, eos_ids=self.eos_ids,
+            canvas = llada_generate(self._logits_fn(), ids.to(self._device), config, eos_ids=self.eos_ids,
                                     eot_ids=self.eot_ids, **common)
         else:
-            canvas = dream_generate(self.backbone.logits, ids.to(self._device), config, **common)
+            canvas = dream_generate(self._logits_fn(), ids.to(self._device), config, **common)
         generated = [until_first(row, spec.mask_id) for row in canvas[:, P:].tolist()]
         return generated, row_forwards.tolist()
 
@@ -342,6 +354,7 @@ class DiffusionLM(TemplateLM):
             bar.update(len(batch))
         bar.close()
         self._report_row_forwards(forwards)
+        self._log_compiled()
         # get_original undoes the collator's order (back to `ordered`); each item's index undoes the pre-sort.
         results: list[str] = [""] * len(requests)
         for item, text in zip(ordered, collator.get_original(texts)):
@@ -420,7 +433,7 @@ class DiffusionLM(TemplateLM):
         mask_id = self.backbone.spec.mask_id
         bar = tqdm(total=len(requests), desc="loglikelihood", disable=disable_tqdm or self._rank != 0)
         elbos = score_requests(
-            self.backbone.logits, encoded, mask_id=mask_id, mc_num=self.args.mc_num,
+            self._logits_fn(), encoded, mask_id=mask_id, mc_num=self.args.mc_num,
             batch_size=self.args.mc_batch_size, seeds=[self._request_seed(*pair) for pair in encoded],
             device=self._device, cfg_scale=self.args.cfg_scale, on_scored=bar.update,
         )
@@ -428,11 +441,12 @@ class DiffusionLM(TemplateLM):
         out = []
         for (pair, _, _), (prompt, cont), value in zip(requests, encoded, elbos):
             is_greedy = self.args.greedy_check and fills_greedily(
-                self.backbone.logits, torch.tensor(prompt, device=self._device), cont, mask_id=mask_id,
+                self._logits_fn(), torch.tensor(prompt, device=self._device), cont, mask_id=mask_id,
                 cfg_scale=self.args.cfg_scale)
             result = (value, bool(is_greedy))
             self.cache_hook.add_partial("loglikelihood", pair, result)
             out.append(result)
+        self._log_compiled()
         return out
 
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:

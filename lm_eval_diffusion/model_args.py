@@ -58,6 +58,7 @@ class DiffusionLMArgs:
     max_batch_size: int | None = None  # accepted from the CLI; unused (no auto-tuning)
     add_bos_token: bool | None = None  # prepend BOS to every context; None: where the tokenizer's default adds it (as in training)
     seed: int = 1234  # seeds sampling noise and, per request, the ELBO masks
+    compile: bool = False  # forwards through torch.compile with bucketed shapes (compiled.py; docs/evaluation.md)
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> tuple[DiffusionLMArgs, set[str]]:

@@ -30,6 +30,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                         help="auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32")
     parser.add_argument("--device", default=None, help="e.g. cuda, cuda:1, cpu (default: cuda if available)")
     parser.add_argument("--batch-size", type=int, default=8, help="documents per forward; results do not depend on it")
+    parser.add_argument("--compile", action="store_true",
+                        help="run the forwards through torch.compile (dynamic shapes; worth it for many documents "
+                             "on a GPU; results equal up to kernel rounding)")
 
 
 def _text_options(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +119,8 @@ def run_command(args: argparse.Namespace) -> str:
 
         settings = ProbeSettings(seed=args.seed, mask_rate=args.mask_rate, num_docs=args.num_docs,
                                  max_length=args.max_length, batch_size=args.batch_size,
-                                 text_file=args.text_file, dtype=args.dtype, device=args.device)
+                                 text_file=args.text_file, dtype=args.dtype, device=args.device,
+                                 compile=args.compile)
         result = run_probe(args.base, args.finetunes, settings)
         return format_probe(result) + f"\nwrote {write_json(args.out, result)}"
     if args.command == "drift":
@@ -124,7 +128,8 @@ def run_command(args: argparse.Namespace) -> str:
 
         settings = DriftSettings(num_samples=args.num_samples, max_length=args.max_length,
                                  batch_size=args.batch_size, text_file=args.text_file, dtype=args.dtype,
-                                 device=args.device, include_embeddings=args.include_embeddings)
+                                 device=args.device, include_embeddings=args.include_embeddings,
+                                 compile=args.compile)
         result = run_drift(args.base, args.finetunes, settings)
         return format_drift(result) + f"\nwrote {write_json(args.out, result)}"
     if args.command == "collapse":
@@ -134,7 +139,7 @@ def run_command(args: argparse.Namespace) -> str:
                                     data=args.data, text_file=args.text_file, split=args.split, data_dir=args.data_dir,
                                     num_samples=args.num_samples, num_pairs=args.num_pairs, seed=args.seed,
                                     max_length=args.max_length, batch_size=args.batch_size, target=args.target,
-                                    dtype=args.dtype, device=args.device)
+                                    dtype=args.dtype, device=args.device, compile=args.compile)
         result = run_collapse(args.checkpoint, settings)
         return format_collapse(result) + f"\nwrote {write_json(args.out, result)}"
     from dllm_jepa_train.analysis.compare import run_compare

@@ -73,6 +73,7 @@ class CollapseSettings:
     target: str = "online"  # online: z_H from the checkpoint's weights too (A.7) | ema: from jepa/ema.safetensors
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
     device: str | None = None  # None: cuda if available, else cpu
+    compile: bool = False  # forwards through torch.compile, dynamic shapes (numbers equal up to kernel rounding)
 
 
 def parse_rate(value: Any, key: str) -> tuple[float, float]:
@@ -198,7 +199,7 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
     if target == "ema" and not ema_path.is_file():
         raise AnalysisError(f"--target ema: {ema_path} does not exist (a baseline run or a base model has no EMA)")
 
-    backbone = load_model(checkpoint, settings.dtype, settings.device)
+    backbone = load_model(checkpoint, settings.dtype, settings.device, settings.compile)
     spec = backbone.spec
     if settings.data == "run":
         examples, source = heldout_examples(settings, run_cfg, cfg_path, backbone.tokenizer)

@@ -128,18 +128,30 @@ def check_same_tokenizer(base: str, others: list[str]) -> None:
             )
 
 
-def load_model(path: str, dtype: str, device: str | None) -> Any:
-    """`lm_eval_diffusion.backbone.load_backbone` with its errors turned into AnalysisError."""
+def load_model(path: str, dtype: str, device: str | None, use_compile: bool = False) -> Any:
+    """`lm_eval_diffusion.backbone.load_backbone` with its errors turned into AnalysisError; with
+    `use_compile` (--compile) its forward runs through torch.compile, every dimension dynamic (no padding
+    is added, so results equal eager ones up to kernel rounding), and `release` logs the graph count."""
     from lm_eval_diffusion.backbone import load_backbone
 
     try:
-        return load_backbone(str(path), dtype=dtype, device=device)
+        backbone = load_backbone(str(path), dtype=dtype, device=device)
     except (OSError, ValueError) as err:
         raise AnalysisError(f"cannot load checkpoint {path}: {err}") from None
+    if use_compile:
+        from lm_eval_diffusion.compiled import compile_backbone
+
+        backbone.extra["compiled_graphs"] = compile_backbone(backbone)
+    return backbone
 
 
 def release(backbone: Any) -> None:
     """Free a model's weights before the next one loads: only one checkpoint is resident at a time."""
+    if "compiled_graphs" in backbone.extra:
+        log.info("%s: compile: %d graph(s) compiled", backbone.name, backbone.extra["compiled_graphs"]())
+        # Dynamo keeps its graphs on the model class's forward, so they would pile up over checkpoints
+        # until the recompile limit; the next checkpoint compiles afresh (from the on-disk cache).
+        torch.compiler.reset()
     # Moving to meta frees the storage now, even while callers still hold the Backbone object.
     backbone.model.to("meta")
     gc.collect()

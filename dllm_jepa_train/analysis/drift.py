@@ -53,6 +53,7 @@ class DriftSettings:
     text_file: str | None = None  # one document per line; None: Wikitext-103 validation
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
     device: str | None = None  # None: cuda if available, else cpu
+    compile: bool = False  # forwards through torch.compile, dynamic shapes (numbers equal up to kernel rounding)
     include_embeddings: bool = False  # also hidden state 0 (the embedding output); §5 counts layers only
 
 
@@ -127,14 +128,14 @@ def run_drift(base: str, finetunes: list[str], settings: DriftSettings) -> dict:
         raise AnalysisError("drift needs at least one fine-tune (--finetunes)")
     docs, source = load_documents(settings.text_file, settings.num_samples)
     check_same_tokenizer(base, finetunes)
-    backbone = load_model(base, settings.dtype, settings.device)
+    backbone = load_model(base, settings.dtype, settings.device, settings.compile)
     rows = [r for r in tokenize_documents(backbone.tokenizer, docs, settings.max_length, source) if r]
     base_pooled = pooled_hidden_states(backbone, rows, settings.batch_size, desc=f"drift {base}")
     release(backbone)
     layers = layer_indices(base_pooled.shape[1], settings.include_embeddings)
     entries = []
     for path in finetunes:
-        backbone = load_model(path, settings.dtype, settings.device)
+        backbone = load_model(path, settings.dtype, settings.device, settings.compile)
         pooled = pooled_hidden_states(backbone, rows, settings.batch_size, desc=f"drift {path}")
         release(backbone)
         if pooled.shape[1:] != base_pooled.shape[1:]:

@@ -52,6 +52,7 @@ class ProbeSettings:
     text_file: str | None = None  # one document per line; None: Wikitext-103 validation
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
     device: str | None = None  # None: cuda if available, else cpu
+    compile: bool = False  # forwards through torch.compile, dynamic shapes (numbers equal up to kernel rounding)
 
 
 def first_maskable(backbone) -> int:
@@ -108,7 +109,7 @@ def run_probe(base: str, finetunes: list[str], settings: ProbeSettings) -> dict:
     masks: list[torch.Tensor] = []
     first = 0
     for role, path in [("base", base)] + [("finetune", p) for p in finetunes]:
-        backbone = load_model(path, settings.dtype, settings.device)
+        backbone = load_model(path, settings.dtype, settings.device, settings.compile)
         if rows is None:
             # All checkpoints share the tokenizer (checked above), so the rows and masks are drawn once.
             first = first_maskable(backbone)

@@ -31,7 +31,8 @@ METHOD_ORDER = ("baseline", "jepa", "anchor", "jepa+anchor")
 # (which the llada_diffusion harness fills with its resolved arguments), else from `model_args`.
 MODEL_SETTINGS = ("steps", "gen_length", "block_length")
 # Probe/drift settings that do not change their numbers, so they may differ between files.
-IGNORED_ANALYSIS_SETTINGS = ("batch_size", "device", "text_file")  # text_file: text_source is its resolved path
+# compile: kernel rounding only, as device; text_file: text_source is its resolved path.
+IGNORED_ANALYSIS_SETTINGS = ("batch_size", "device", "text_file", "compile")
 
 
 @dataclass
