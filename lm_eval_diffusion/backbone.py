@@ -179,6 +179,18 @@ def adds_bos(tokenizer: Any) -> bool:
     return bool(ids) and ids[0] == bos
 
 
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Prompts as one left-padded (B, P) long batch and its (B, P) attention mask (1 = token), P the longest
+    prompt; the mask is None when every prompt has length P (nothing padded)."""
+    P = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), P), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, P - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[row, P - len(prompt):] = 1
+    return ids, attention_mask if len({len(p) for p in prompts}) > 1 else None
+
+
 def encode_prompt(tokenizer: Any, text: str, add_bos: bool | None = None) -> list[int]:
     """Prompt ids as training, evaluation and the probe all see them: the text's tokens, after BOS
     when `add_bos` (None: when the tokenizer's own default adds it). Never trailing specials such as

@@ -31,13 +31,14 @@ from lm_eval.models.utils import Collator
 from tqdm import tqdm
 
 from lm_eval_diffusion import distributed
-from lm_eval_diffusion.backbone import Backbone, adds_bos, encode_prompt, load_backbone, resolve_device
+from lm_eval_diffusion.backbone import Backbone, adds_bos, encode_prompt, left_pad, load_backbone, resolve_device
 from lm_eval_diffusion.compiled import CompiledLogits, evaluation_buckets
 from lm_eval_diffusion.families import get_family
 from lm_eval_diffusion.likelihood import fills_greedily, score_requests
 from lm_eval_diffusion.model_args import DiffusionLMArgs, check_sampler_options, context_length, merge_cli
+from lm_eval_diffusion.row_forwards import RowForwards
 from lm_eval_diffusion.sampler import LladaSamplerConfig, dream_generate, llada_generate
-from lm_eval_diffusion.stops import cut_text, parse_until, until_exit_check, until_first
+from lm_eval_diffusion.stops import cut_text, until_exit_check, until_first
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class DiffusionLM(TemplateLM):
             args.add_bos_token = adds_bos(self.tokenizer)
         if args.add_bos_token and self.tokenizer.bos_token_id is None:
             raise ValueError(f"add_bos_token=True but the tokenizer of {args.pretrained} has no BOS token")
-        self._row_forwards: dict[str, Counter] = {}  # task -> counts, summed over ranks
+        self._row_forwards = RowForwards(args.early_exit, args.threshold, self._world_size)  # summed over ranks
         self._compiled = CompiledLogits(self.backbone, max_length=self.max_length, batch_buckets=evaluation_buckets(
             self.batch_size, args.mc_batch_size, args.cfg_scale)) if args.compile else None
         if self._rank == 0:
@@ -194,7 +195,7 @@ class DiffusionLM(TemplateLM):
                 "early_exit": a.early_exit, "threshold": a.threshold,
                 "decoding": "paper (fixed schedule)" if a.threshold is None else
                             f"parallel threshold {a.threshold} (Fast-dLLM; not the paper's protocol)",
-                "row_forwards": {task: dict(counts) for task, counts in sorted(self._row_forwards.items())},
+                "row_forwards": self._row_forwards.as_dict(),
                 "compile": a.compile, "compiled_graphs": self._compiled.graphs if self._compiled else None}
         info.update(a.sampler_info(self.sampler))
         return info
@@ -234,17 +235,11 @@ class DiffusionLM(TemplateLM):
         sampling does not depend on the batch size, nor on which rows exit early.
         """
         spec = self.backbone.spec
-        lengths = [len(p) for p in prompts]
-        P = max(lengths)
-        ids = torch.full((len(prompts), P), spec.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), P), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, P - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            attention_mask[row, P - len(prompt):] = 1
-        is_padded = len(set(lengths)) > 1
-        if is_padded and not self.backbone.honours_padding:
+        ids, attention_mask = left_pad(prompts, spec.pad_id)
+        P = ids.shape[1]
+        if attention_mask is not None and not self.backbone.honours_padding:
             raise RuntimeError("internal: prompts of unequal length batched for a model that ignores padding")
-        attention_mask = attention_mask.to(self._device) if is_padded else None
+        attention_mask = attention_mask.to(self._device) if attention_mask is not None else None
         seeds = seeds if seeds is not None else [self.args.seed] * len(prompts)
         generators = [torch.Generator(device=self._device).manual_seed(seed) for seed in seeds]
         row_forwards = torch.zeros(len(prompts), dtype=torch.long, device=self._device)
@@ -269,28 +264,8 @@ class DiffusionLM(TemplateLM):
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def _request_settings(self, gen_kwargs: dict[str, Any]) -> tuple[list[str], int]:
-        """A request's stop strings and generation length; warns once about kwargs it cannot honour."""
-        kwargs = dict(gen_kwargs or {})
-        until = parse_until(kwargs.pop("until", None))
-        max_gen_toks = kwargs.pop("max_gen_toks", None)
-        do_sample = kwargs.pop("do_sample", None)
-        temperature = kwargs.pop("temperature", None)
-        # Sampling settings come from --model_args only: tasks mostly hard-code greedy kwargs, and one
-        # run should not mix two samplers. A disagreeing request is reported once.
-        is_sampling = self.args.temperature > 0
-        if do_sample is not None and bool(do_sample) != is_sampling:
-            self._warn_once("do_sample", f"request do_sample={do_sample} ignored: --model_args temperature="
-                                         f"{self.args.temperature} decides (set it there to change sampling)")
-        if temperature is not None and float(temperature) != self.args.temperature:
-            self._warn_once("temperature", f"request temperature={temperature} ignored: the sampler uses "
-                                           f"temperature={self.args.temperature} from --model_args")
-        for key in sorted(kwargs):
-            self._warn_once(f"kwarg:{key}", f"generation kwarg {key}={kwargs[key]!r} is not supported by "
-                                            "the diffusion sampler and is ignored")
-        if self.args.gen_length is not None:
-            requested = self.args.gen_length
-        else:
-            requested = int(max_gen_toks) if max_gen_toks is not None else DEFAULT_GEN_LENGTH
+        """A request's stop strings and canvas length (see `DiffusionLMArgs.request_settings`)."""
+        until, requested = self.args.request_settings(gen_kwargs, self._warn_once, DEFAULT_GEN_LENGTH)
         return until, self._gen_length(requested)
 
     def _fit_prompt(self, ids: list[int], room: int) -> list[int]:
@@ -353,34 +328,13 @@ class DiffusionLM(TemplateLM):
                                                            row_forwards_full_loop=full_loop)
             bar.update(len(batch))
         bar.close()
-        self._report_row_forwards(forwards)
+        self._row_forwards.add(forwards, self._rank == 0)
         self._log_compiled()
         # get_original undoes the collator's order (back to `ordered`); each item's index undoes the pre-sort.
         results: list[str] = [""] * len(requests)
         for item, text in zip(ordered, collator.get_original(texts)):
             results[item.index] = text
         return results
-
-    def _report_row_forwards(self, forwards: dict[str, Counter]) -> None:
-        """Sum this call's per-task row-forwards over ranks, add them to the totals, log them on rank 0.
-
-        Every rank calls generate_until once per lm-eval run (lm-eval pads uneven shards), so the
-        gather here is matched on every rank.
-        """
-        gathered = distributed.all_gather_object(forwards)
-        for part in gathered:
-            for task, counts in part.items():
-                self._row_forwards.setdefault(task, Counter()).update(counts)
-        if self._rank == 0:
-            for task in sorted({t for part in gathered for t in part}):
-                total = self._row_forwards[task]
-                logger.info(
-                    "llada_diffusion: %s: %d row-forwards for %d requests over %d rank(s), %.3f of the %d "
-                    "the full loop takes (early_exit=%s, threshold=%s)", task, total["row_forwards"],
-                    total["requests"], self._world_size,
-                    total["row_forwards"] / max(total["row_forwards_full_loop"], 1),
-                    total["row_forwards_full_loop"], self.args.early_exit, self.args.threshold,
-                )
 
     # ---- likelihood ------------------------------------------------------------------------------
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:

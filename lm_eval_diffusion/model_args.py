@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
 
@@ -19,6 +20,7 @@ import torch
 from lm_eval_diffusion.backbone import FAMILIES
 from lm_eval_diffusion.coerce import CoercionError, coerce
 from lm_eval_diffusion.sampler import DREAM_ALGS, REMASKING, SAMPLERS, DreamSamplerConfig, LladaSamplerConfig
+from lm_eval_diffusion.stops import parse_until
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,31 @@ class DiffusionLMArgs:
             steps=self.steps, gen_length=gen_length, temperature=self.temperature, alg=self.alg,
             alg_temp=self.alg_temp, eps=self.eps, early_exit=self.early_exit, threshold=self.threshold,
         )
+
+    def request_settings(self, gen_kwargs: dict[str, Any] | None, warn_once: Callable[[str, str], None],
+                         default_gen_length: int) -> tuple[list[str], int]:
+        """A generate_until request's stop strings and requested generation length (before the sampler's
+        rounding); `warn_once(key, message)` reports, once per key, kwargs this model cannot honour."""
+        kwargs = dict(gen_kwargs or {})
+        until = parse_until(kwargs.pop("until", None))
+        max_gen_toks = kwargs.pop("max_gen_toks", None)
+        do_sample = kwargs.pop("do_sample", None)
+        temperature = kwargs.pop("temperature", None)
+        # Sampling settings come from --model_args only: tasks mostly hard-code greedy kwargs, and one
+        # run should not mix two samplers. A disagreeing request is reported once.
+        is_sampling = self.temperature > 0
+        if do_sample is not None and bool(do_sample) != is_sampling:
+            warn_once("do_sample", f"request do_sample={do_sample} ignored: --model_args temperature="
+                                   f"{self.temperature} decides (set it there to change sampling)")
+        if temperature is not None and float(temperature) != self.temperature:
+            warn_once("temperature", f"request temperature={temperature} ignored: the sampler uses "
+                                     f"temperature={self.temperature} from --model_args")
+        for key in sorted(kwargs):
+            warn_once(f"kwarg:{key}", f"generation kwarg {key}={kwargs[key]!r} is not supported by "
+                                      "the diffusion sampler and is ignored")
+        if self.gen_length is not None:
+            return until, self.gen_length
+        return until, int(max_gen_toks) if max_gen_toks is not None else default_gen_length
 
     def full_loop_row_forwards(self, sampler: str) -> int:
         """Row-forwards one request costs in the fixed-schedule loop without early exit."""
