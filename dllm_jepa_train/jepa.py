@@ -10,6 +10,11 @@ EMA precision and memory (per parameter of the backbone, head excluded):
 - The EMA never holds the output head: the target only needs the last hidden state, so its head is
   replaced by `NoHead` (for LLaDA-8B that skips a 126,464 x 4,096 matmul per target forward and
   2 GB of fp32 EMA). Where the head cannot be removed (tied to the input embedding) it stays.
+- Layout and update (`FlatEma`): the master (and the shadow) are flat buffers, one per device, and the
+  target model's parameters are views into them. The update touches each element once: on CPU in
+  chunks, bit for bit the per-tensor `_foreach_mul_` / `_foreach_add_` / `_foreach_copy_` it
+  replaced; on CUDA one compiled kernel per tensor, 12 B per parameter with bf16 weights
+  (`ema_bound_bytes`), within 1 fp32 ulp of the CPU rounding.
 """
 
 from __future__ import annotations
