@@ -178,12 +178,18 @@ def _ema_step(master: torch.Tensor, online: torch.Tensor, shadow: torch.Tensor |
 
 
 def _flat_alias(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor`'s elements as a 1-D tensor sharing its storage but not a view: the compiled step would guard
-    on a view's base (its shape differs per parameter) and recompile for each. A copy if not contiguous."""
+    """`tensor`'s elements as a 1-D tensor at storage offset 0 on a slice of its storage (the same memory).
+
+    Not a view, and always at offset 0: the compiled step would otherwise guard on a view's base (whose
+    shape differs per parameter) and recompile for each. The compiler assumes offset-0 inputs aligned and
+    copies the rare misaligned one before its kernel (a DeepSpeed flat-buffer view, say). A copy if the
+    tensor is not contiguous (the step only reads the online weights).
+    """
     if not tensor.is_contiguous():
         return tensor.detach().reshape(-1)
-    flat = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
-    return flat.set_(tensor.untyped_storage(), tensor.storage_offset(), (tensor.numel(),), (1,))
+    start = tensor.storage_offset() * tensor.element_size()
+    storage = tensor.untyped_storage()[start:start + tensor.numel() * tensor.element_size()]
+    return torch.empty(0, dtype=tensor.dtype, device=tensor.device).set_(storage, 0, (tensor.numel(),), (1,))
 
 
 _compiled_ema_step = None
@@ -264,8 +270,12 @@ class FlatEma:
             if self._aliases is None:
                 self._aliases = [(_flat_alias(m), _flat_alias(s) if s is not None else None)
                                  for m, s in zip(self.master, shadows)]
-            for (master, shadow), online in zip(self._aliases, self.online):
-                step(master, _flat_alias(online), shadow, self.decay, alpha)
+            try:
+                for (master, shadow), online in zip(self._aliases, self.online):
+                    step(master, _flat_alias(online), shadow, self.decay, alpha)
+            except Exception as err:
+                raise RuntimeError(f"the fused EMA update (torch.compile of jepa._ema_step on "
+                                   f"{self.master[0].device.type}) failed: {err}") from err
             return
         for master, online, shadow in zip(self.master, self.online, shadows):
             master, online = master.view(-1), online.detach().reshape(-1)
@@ -316,8 +326,10 @@ class EmaTarget:
     """
 
     def __init__(
-        self, online: nn.Module, spec: FamilySpec, decay: float, compute_dtype: torch.dtype, shadow: bool = True
+        self, online: nn.Module, spec: FamilySpec, decay: float, compute_dtype: torch.dtype, shadow: bool = True,
+        fused: bool | None = None,
     ) -> None:
+        """`fused`: the compiled one-kernel update (default: on CUDA; see `FlatEma`)."""
         self.spec = spec
         self.decay = decay
         self.compute_dtype = compute_dtype
@@ -325,7 +337,7 @@ class EmaTarget:
         skipped = {id(p) for p in head.parameters()} if head is not None else set()
         followed = [(name, p) for name, p in online.named_parameters() if id(p) not in skipped]
         use_shadow = shadow and compute_dtype != torch.float32
-        self.ema = FlatEma(followed, decay, compute_dtype if use_shadow else None)
+        self.ema = FlatEma(followed, decay, compute_dtype if use_shadow else None, fused)
         weights = self.ema.shadow if use_shadow else self.ema.master
         # The copy takes the flat views as its parameters instead of copying the online weights (which
         # would hold a third copy of the model until the views replaced them).
