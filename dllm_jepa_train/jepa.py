@@ -20,6 +20,7 @@ EMA precision and memory (per parameter of the backbone, head excluded):
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -192,15 +193,10 @@ def _flat_alias(tensor: torch.Tensor) -> torch.Tensor:
     return torch.empty(0, dtype=tensor.dtype, device=tensor.device).set_(storage, 0, (tensor.numel(),), (1,))
 
 
-_compiled_ema_step = None
-
-
+@functools.cache
 def _fused_ema_step():
     """`_ema_step` through torch.compile (built on first use; dynamic sizes: one graph for every tensor)."""
-    global _compiled_ema_step
-    if _compiled_ema_step is None:
-        _compiled_ema_step = torch.compile(_ema_step, dynamic=True, fullgraph=True)
-    return _compiled_ema_step
+    return torch.compile(_ema_step, dynamic=True, fullgraph=True)
 
 
 class FlatEma:
@@ -214,9 +210,11 @@ class FlatEma:
     `update` (ema <- decay * ema + (1 - decay) * online, then shadow <- ema) touches each element once:
     - CPU (what the tests run): per tensor, per chunk of EMA_CPU_CHUNK elements, `mul_(decay)`,
       `add_(online, alpha=1 - decay)`, `copy_` into the shadow. The same kernels as the per-tensor
-      `_foreach_mul_` / `_foreach_add_` / `_foreach_copy_` this replaces, so the same bits: the master is
-      rounded after the multiply, and the CPU add rounds `master + alpha * online` once (fused, in its
-      vector and scalar loops alike), so where a chunk ends changes nothing.
+      `_foreach_mul_` / `_foreach_add_` / `_foreach_copy_` this replaces (on CPU those loop over the
+      tensors), so the same bits: the master is rounded after the multiply, then the add rounds
+      `master + alpha * online` once. Measured on AVX2: the add fuses in its vector and its scalar loop
+      alike, so where a chunk (or a thread's share) ends changes nothing; chunks start at multiples of
+      EMA_ALIGN besides, so each tensor's vector / scalar split is the one the per-tensor add had.
     - CUDA (`fused`, the default there): one compiled elementwise kernel per tensor (`_ema_step`) reads
       the fp32 master and the online weight and writes the master and the shadow: 12 B per parameter
       with bf16 weights (`bound_bytes`), where three foreach passes move about twice that. It rounds
