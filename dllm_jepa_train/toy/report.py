@@ -90,7 +90,7 @@ def build_summary(base: Path, baselines: list[Path], jepas: list[Path], probe: P
         "",
         settings,
         "",
-        f"| task (headline metric) | docs | base | baseline | DLLM-JEPA | JEPA - baseline (paired) |",
+        "| task (headline metric) | docs | base | baseline | DLLM-JEPA | JEPA - baseline (paired) |",
         "|---|---|---|---|---|---|",
     ]
     for task, (_, name) in HEADLINE.items():
