@@ -49,3 +49,15 @@ def tiny_checkpoints(tmp_path_factory, tiny_tokenizer) -> dict[str, Path]:
         root / "llada_nopad", "llada", tiny_tokenizer, seed=2, honour_attention_mask=False
     )
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matmuls gain nothing from threads, and lose a lot when other processes share the cores
+    (a module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,12 +23,7 @@ STEPS = ["--optim.max_steps", "5", "--data.pad_to_max_length", "true", "--anchor
          "--jepa.collapse_every", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:

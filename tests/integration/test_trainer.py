@@ -23,13 +23,7 @@ from dllm_jepa_train.trainer import NonFiniteLossError
 PROJECT = Path(__file__).resolve().parents[2]
 MAIN = PROJECT / "dllm_jepa_train" / "main.py"
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls gain nothing from threads, and lose a lot when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
