@@ -179,6 +179,9 @@ class JepaConfig:
     ema_decay: float = recipe(0.996, "target = decay * target + (1 - decay) * online, once per optimizer step")
     ema_shadow: bool = runtime(True, "bf16/fp16 compute: keep a compute-dtype copy of the fp32 EMA for its forward (+2 "
                                "B/param); False casts per forward")
+    ema_fused: str = runtime("auto", "the EMA update as one compiled kernel per tensor (12 B/param; needs a working "
+                             "torch.compile / Triton): auto = on CUDA, true, or false = plain foreach passes "
+                             "(bit-identical to the CPU path); same values up to 1 fp32 ulp", choices=("auto", "true", "false"))
     collapse_every: int = runtime(50, "log collapse diagnostics of z_L and z_H every N optimizer steps (0: never)",
                                   at_least=0)
     collapse_window: int = runtime(64, "pooled vectors (gathered over ranks, rolling over steps) the collapse "

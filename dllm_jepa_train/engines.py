@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from dllm_jepa_train.config import ConfigError, TrainConfig
+from lm_eval_diffusion.compiled import require_compile_support
 from lm_eval_diffusion.families import get_family
 
 
@@ -98,6 +99,7 @@ def compile_forward(model: torch.nn.Module, what: str, cause: str) -> None:
     exported checkpoint are those of the eager model. A graph break is an error, not a silent partial
     eager run. Call it after any `copy.deepcopy` of `model` (the copy would share this forward).
     """
+    require_compile_support("model.compile")
     compiled = torch.compile(model.forward, fullgraph=True)
 
     @functools.wraps(model.forward)

@@ -274,9 +274,20 @@ class FlatEma:
             try:
                 for (master, shadow), online in zip(self._aliases, self.online):
                     step(master, _flat_alias(online), shadow, self.decay, alpha)
+            except torch.OutOfMemoryError:
+                raise  # as it is: callers that retry smaller (bench_gpu) catch this type
             except Exception as err:
                 raise RuntimeError(f"the fused EMA update (torch.compile of jepa._ema_step on "
-                                   f"{self.master[0].device.type}) failed: {err}") from err
+                                   f"{self.master[0].device.type}) failed: {err}; set jepa.ema_fused false to "
+                                   "update with plain foreach passes instead") from err
+            return
+        if self.master[0].device.type != "cpu":
+            # Unfused off the CPU: the multi-tensor foreach kernels (a chunk loop would launch ~3 kernels per
+            # 256K elements); the same arithmetic as the CPU path.
+            torch._foreach_mul_(self.master, self.decay)
+            torch._foreach_add_(self.master, [p.detach() for p in self.online], alpha=alpha)
+            if self.shadow is not None:
+                torch._foreach_copy_(self.shadow, self.master)
             return
         for master, online, shadow in zip(self.master, self.online, shadows):
             master, online = master.view(-1), online.detach().reshape(-1)

@@ -99,7 +99,8 @@ class Trainer:
         self.engine = self._build_engine(module, device)
         online = self.engine.module
         # The EMA is built after the engine so it copies the weights in their training dtype and device.
-        self.target = (EmaTarget(online.backbone, spec, cfg.jepa.ema_decay, self.compute_dtype, cfg.jepa.ema_shadow)
+        self.target = (EmaTarget(online.backbone, spec, cfg.jepa.ema_decay, self.compute_dtype, cfg.jepa.ema_shadow,
+                                 fused={"auto": None, "true": True, "false": False}[cfg.jepa.ema_fused])
                        if self.use_jepa else None)
         self.anchor = (L2Anchor(list(online.backbone.parameters()), cfg.anchor.l2_lambda)
                        if cfg.anchor.l2_lambda > 0 else None)

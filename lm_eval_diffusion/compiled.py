@@ -103,6 +103,19 @@ class _GraphCounter:
         return self.backend(graph_module, example_inputs)
 
 
+# The dynamo settings that bound the compiled shapes and make the bound an error (torch 2.7 or later).
+DYNAMO_SETTINGS = ("recompile_limit", "accumulated_recompile_limit", "fail_on_recompile_limit_hit")
+
+
+def require_compile_support(switch: str) -> None:
+    """RuntimeError naming `switch` (e.g. "model_arg compile") when this torch's dynamo lacks the settings
+    the compiled paths rely on, instead of an AttributeError at the first forward."""
+    missing = [name for name in DYNAMO_SETTINGS if not hasattr(torch._dynamo.config, name)]
+    if missing:
+        raise RuntimeError(f"{switch} needs a torch whose dynamo has {', '.join(missing)} (torch 2.7 or later; "
+                           f"this is torch {torch.__version__}): upgrade torch or turn {switch} off")
+
+
 def _dynamo_limits(limit: int) -> Any:
     """Room for `limit` compiled shapes, and an error past it where dynamo would silently run eagerly;
     set only around the compiled calls."""
@@ -138,6 +151,8 @@ class CompiledLogits:
         self.length_buckets = tuple(sorted(length_buckets)) if length_buckets is not None else None
         self.max_length = max_length
         self.use_compile = use_compile
+        if use_compile:
+            require_compile_support("compile")
         self._counter = _GraphCounter(backend)
         self._shapes: set[tuple[int, int, bool]] = set()
         self._limit = self.shape_bound()
@@ -213,6 +228,7 @@ def compile_backbone(backbone: Backbone, backend: str = "inductor") -> Callable[
     added, so results equal eager ones up to kernel rounding. Only the instance's `forward` is replaced:
     parameters and `state_dict` keys are untouched, so weights loaded in place later are used.
     """
+    require_compile_support("--compile")
     counter = _GraphCounter(backend)
     compiled = torch.compile(backbone.model.forward, backend=counter, dynamic=True)
 

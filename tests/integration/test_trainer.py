@@ -437,3 +437,10 @@ def test_gsm8k_dev_slice_is_held_out_of_training_and_readable_as_a_task_split(tm
         assert sum(docs[i]["question"] in text for i in range(30) for text in trained) == 24
     with pytest.raises(Exception, match="data.dev_rows: only for data.source gsm8k"):
         load_config(None, ["--data.source", "nlrx", "--data.dev_rows", "5"])
+
+
+@pytest.mark.parametrize("setting,fused", [("auto", False), ("true", True), ("false", False)])
+def test_ema_fused_setting_reaches_the_ema(tmp_path, tiny_checkpoints, jsonl, setting, fused):
+    """jepa.ema_fused: auto compiles the update on CUDA only (so not here), true always, false never."""
+    tr = trainer(tiny_checkpoints["llada"], jsonl, tmp_path / "out", "--jepa.ema_fused", setting)
+    assert tr.target.ema.fused is fused

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from lm_eval_diffusion.compiled import batch_bucket, default_batch_buckets, evaluation_buckets, length_bucket
 
@@ -30,3 +31,17 @@ def test_batch_buckets_are_powers_of_two_stopping_at_each_batch_size():
 def test_evaluation_buckets_double_under_guidance():
     assert evaluation_buckets(8, 32) == (1, 2, 4, 8, 16, 32)
     assert evaluation_buckets(3, 4, cfg_scale=0.5) == (1, 2, 4, 6, 8)
+
+
+def test_compile_switches_need_the_dynamo_settings_they_rely_on(monkeypatch):
+    """An older torch without recompile_limit / fail_on_recompile_limit_hit gets an error naming the switch
+    and the missing setting before anything compiles, not an AttributeError at the first forward."""
+    from dllm_jepa_train.engines import compile_forward
+    from lm_eval_diffusion import compiled
+
+    compiled.require_compile_support("compile")  # this torch has them
+    monkeypatch.setattr(compiled, "DYNAMO_SETTINGS", ("recompile_limit", "no_such_setting"))
+    with pytest.raises(RuntimeError, match=r"^compile needs a torch whose dynamo has no_such_setting \(torch 2\.7"):
+        compiled.CompiledLogits(lambda ids, mask: ids.float(), honours_padding=False)
+    with pytest.raises(RuntimeError, match=r"^model\.compile needs a torch .* turn model\.compile off$"):
+        compile_forward(torch.nn.Linear(2, 2), "the online forward", "Linear")

@@ -124,3 +124,31 @@ def test_compiled_update_matches_the_cpu_formula_on_cpu():
 def test_fused_cuda_update_matches_the_cpu_formula():
     assert FlatEma([("w", torch.zeros(3, device="cuda"))], DECAY).fused  # CUDA picks the fused kernel
     _fused_matches_the_cpu_formula("cuda", SHAPES)
+
+
+def test_config_switch_reaches_the_ema_and_a_failing_fused_update_names_it(monkeypatch):
+    """jepa.ema_fused: auto -> compiled on CUDA only; false -> the foreach passes; a failing compiled update
+    names the switch, while an out-of-memory error passes through unchanged (bench_gpu retries on that type)."""
+    from dllm_jepa_train import jepa as jepa_module
+    from dllm_jepa_train.config import ConfigError, load_config
+
+    flags = ["--model.pretrained", "x", "--data.source", "jsonl", "--data.path", "x.jsonl"]
+    assert load_config(None, flags).jepa.ema_fused == "auto"
+    with pytest.raises(ConfigError, match=r"jepa\.ema_fused: 'maybe' is not allowed; allowed values: auto, true, false"):
+        load_config(None, [*flags, "--jepa.ema_fused", "maybe"])
+    online = [torch.randn(5, 3)]
+    ema = FlatEma([("w", online[0])], DECAY, None, fused=True)
+
+    def broken(*_):
+        raise ValueError("no Triton here")
+
+    monkeypatch.setattr(jepa_module, "_fused_ema_step", lambda: broken)
+    with pytest.raises(RuntimeError, match=r"failed: no Triton here; set jepa\.ema_fused false"):
+        ema.update()
+
+    def out_of_memory(*_):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(jepa_module, "_fused_ema_step", lambda: out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        ema.update()
