@@ -142,7 +142,8 @@ def submit_script(opts: SlurmOptions, written_by: str, out: str, logs: str, run_
         "# sweep.json); run it again after a time-out or a failure. Training is unfinished without <run>/final/",
         "# and resumes from the run's latest checkpoint; an evaluation is unfinished without a results_*.json in",
         "# its output folder. An evaluation whose training is submitted here waits for that training task",
-        "# (aftercorr pairs task ids, so both arrays carry the same indices); the others start at once.",
+        "# (aftercorr pairs task ids, so both arrays carry the same indices; Slurm cancels it if that task fails,",
+        "# so a rerun finds nothing pending); the others start at once.",
         "set -euo pipefail",
         f"out={shlex.quote(out)}",
         f"mkdir -p {shlex.quote(logs)}",
@@ -180,7 +181,7 @@ def submit_script(opts: SlurmOptions, written_by: str, out: str, logs: str, run_
             "done",
             'if [ "${#after[@]}" -gt 0 ]; then',
             f'  job=$(sbatch --parsable --array="$(join "${{after[@]}}"){limit}" '
-            f'--dependency="aftercorr:$train_job" "$out/{stage}.sbatch")',
+            f'--dependency="aftercorr:$train_job" --kill-on-invalid-dep=yes "$out/{stage}.sbatch")',
             f'  echo "{stage}: job ${{job%%;*}}, array $(join "${{after[@]}}"), each after its training task"',
             "  submitted=1",
             "fi",

@@ -146,8 +146,8 @@ def test_submit_sh_submits_the_unfinished_training_and_pairs_each_evaluation_wit
     assert proc.returncode == 0, proc.stderr
     assert calls.read_text().splitlines() == [  # a fresh sweep: everything, every evaluation after its training
         f"--parsable --array=0,1,2,3,4,5 {out}/train.sbatch",
-        f"--parsable --array=0,1,2,3,4,5 --dependency=aftercorr:101 {out}/eval.sbatch",
-        f"--parsable --array=1,3,5 --dependency=aftercorr:101 {out}/eval_dev.sbatch"]
+        f"--parsable --array=0,1,2,3,4,5 --dependency=aftercorr:101 --kill-on-invalid-dep=yes {out}/eval.sbatch",
+        f"--parsable --array=1,3,5 --dependency=aftercorr:101 --kill-on-invalid-dep=yes {out}/eval_dev.sbatch"]
 
     def finish_training(i: int) -> None:
         (Path(runs[i]["output_dir"]) / "final").mkdir(parents=True)
@@ -170,9 +170,9 @@ def test_submit_sh_submits_the_unfinished_training_and_pairs_each_evaluation_wit
     # eval_dev (1, 3, 5): 3 after its training, 5 at once (1 is scored already).
     assert calls.read_text().splitlines() == [
         f"--parsable --array=2,3 {out}/train.sbatch",
-        f"--parsable --array=3 --dependency=aftercorr:101 {out}/eval.sbatch",
+        f"--parsable --array=3 --dependency=aftercorr:101 --kill-on-invalid-dep=yes {out}/eval.sbatch",
         f"--parsable --array=1,5 {out}/eval.sbatch",
-        f"--parsable --array=3 --dependency=aftercorr:101 {out}/eval_dev.sbatch",
+        f"--parsable --array=3 --dependency=aftercorr:101 --kill-on-invalid-dep=yes {out}/eval_dev.sbatch",
         f"--parsable --array=5 {out}/eval_dev.sbatch"]
     assert "training: job 101, array 2,3" in proc.stdout
 
