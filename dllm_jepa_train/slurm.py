@@ -52,6 +52,22 @@ class SlurmOptions:
                 raise ConfigError(f"--slurm-sbatch {line!r}: expected one long option, e.g. '--account=abc'")
 
 
+def check_out_path(out: str) -> None:
+    """Raise ConfigError if --out cannot stand in a double-quoted #SBATCH --output path."""
+    # sbatch's directive parser ends a quoted argument at `"`, drops a backslash as an escape, and expands `%`
+    # in --output as a filename pattern; a newline would end the directive
+    for char, why in (('"', "a double quote"), ("\\", "a backslash"), ("%", "% (an sbatch filename pattern)"),
+                      ("\n", "a newline")):
+        if char in out:
+            raise ConfigError(f"--out {out!r}: holds {why}, which an #SBATCH --output path cannot; pick another "
+                              "folder for --scheduler slurm")
+
+
+def safe_job_name(name: str) -> str:
+    """A job name from a folder name: characters other than letters, digits and ._+- become _."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name) or "sweep"
+
+
 def directive(line: str) -> str:
     """'--account=abc' or '#SBATCH --account=abc' -> '--account=abc'."""
     return re.sub(r"^\s*#SBATCH\s+", "", line).strip()
@@ -87,7 +103,8 @@ def _header(opts: SlurmOptions, logs: str, stage: str, indices: list[int], nodes
         lines.append("--exclusive")
     lines += [f"--time={time}"] if time else []
     lines += [f"--partition={opts.partition}"] if opts.partition else []
-    lines += [f"--output={logs}/{stage}_%a_%A.log"]  # per task: %a its index, %A the array job
+    # per task: %a its index, %A the array job; quoted, as sbatch's parser ends an argument at whitespace or #
+    lines += [f'--output="{logs}/{stage}_%a_%A.log"']
     lines += [directive(line) for line in opts.sbatch_lines]
     return [f"#SBATCH {d}" for d in lines]
 

@@ -215,8 +215,9 @@ def slurm_options(args: argparse.Namespace, out: Path) -> slurm.SlurmOptions | N
         raise ConfigError("--scheduler slurm needs --num-gpus (GPUs per node)")
     if args.hostfile:
         raise ConfigError("--hostfile: not with --scheduler slurm (a task writes its own from $SLURM_JOB_NODELIST)")
-    opts = slurm.SlurmOptions(job_name=args.slurm_job_name or out.name, gpus_per_node=args.num_gpus,
-                              nodes=args.slurm_nodes, eval_gpus=args.slurm_eval_gpus, time=args.slurm_time,
+    slurm.check_out_path(str(out))
+    opts = slurm.SlurmOptions(job_name=args.slurm_job_name or slurm.safe_job_name(out.name),
+                              gpus_per_node=args.num_gpus, nodes=args.slurm_nodes, eval_gpus=args.slurm_eval_gpus, time=args.slurm_time,
                               eval_time=args.slurm_eval_time, partition=args.slurm_partition,
                               sbatch_lines=args.slurm_sbatch, max_parallel=args.slurm_max_parallel)
     opts.validate()
@@ -288,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slurm-max-parallel", type=int, default=None,
                         help="at most this many tasks of an array at once (--array=...%%K)")
     parser.add_argument("--slurm-job-name", default=None,
-                        help="array jobs are NAME-train, NAME-eval, NAME-eval_dev (default: the --out folder's name)")
+                        help="array jobs are NAME-train, NAME-eval, NAME-eval_dev (default: the --out folder's name, "
+                             "other characters than letters, digits and ._+- as _)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs' commands; write nothing")
     parser.add_argument("--overwrite", action="store_true", help="replace the scripts of an earlier sweep in --out")
     return parser

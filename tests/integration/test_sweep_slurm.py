@@ -70,7 +70,7 @@ def test_sbatch_scripts_hold_one_task_per_run_at_its_sweep_json_index(tmp_path):
     train = _directives(train_text)
     assert train == {"job-name": "t7-train", "array": "0-5%2", "nodes": "1", "ntasks-per-node": "1",
                      "gpus-per-node": "4", "time": "2-00:00:00", "partition": "gpu",
-                     "output": f"{out}/logs/train_%a_%A.log", "account": "abc", "qos": "high"}
+                     "output": f'"{out}/logs/train_%a_%A.log"', "account": "abc", "qos": "high"}
     assert "hostfile" not in train_text  # one node: deepspeed takes the GPUs Slurm made visible
     commands = _cases(train_text)
     assert sorted(commands) == list(range(6))
@@ -85,7 +85,7 @@ def test_sbatch_scripts_hold_one_task_per_run_at_its_sweep_json_index(tmp_path):
         assert directives["array"] == ("0-5%2" if stage == "eval" else "1,3,5%2")
         assert (directives["job-name"], directives["gpus-per-node"], directives["time"], directives["nodes"]) == (
             f"t7-{stage}", "1", "04:00:00", "1")
-        assert directives["output"] == f"{out}/logs/{stage}_%a_%A.log"
+        assert directives["output"] == f'"{out}/logs/{stage}_%a_%A.log"'
         cases = _cases(text)
         assert sorted(cases) == indices
         for i in indices:
@@ -196,6 +196,28 @@ def test_submit_sh_refuses_while_jobs_of_the_sweep_are_queued(tmp_path):
     env, calls = _fake_slurm(tmp_path)
     assert _submit(out, env).returncode == 0
     assert calls.read_text().splitlines()[0] == f"--parsable --array=0,1,2,3,4,5%3 {out}/train.sbatch"
+
+
+def test_an_out_folder_with_a_space_gives_quoted_log_paths_and_a_safe_job_name(tmp_path):
+    out = tmp_path / "my sweep #1"
+    _sweep(out, "--slurm-nodes", "2")
+    for name in ("train.sbatch", "eval.sbatch", "eval_dev.sbatch", "submit.sh"):
+        proc = subprocess.run(["bash", "-n", str(out / name)], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, (name, proc.stderr)
+    text = (out / "train.sbatch").read_text()
+    assert f'#SBATCH --output="{out}/logs/train_%a_%A.log"\n' in text
+    assert "#SBATCH --job-name=my_sweep__1-train\n" in text
+    assert f"hostfile={shlex.quote(str(out / 'logs'))}" in text
+
+
+@pytest.mark.parametrize("folder", ['a"b', "a%jb", "a\nb", "a\\b"])
+def test_an_out_folder_an_sbatch_path_cannot_hold_fails_before_anything_is_written(tmp_path, capsys, folder):
+    out = tmp_path / folder
+    assert main(["--config", GSM8K, "--grid", "jepa.lambda=1", "--seeds", "1", "--out", str(out), "--scheduler",
+                 "slurm", "--num-gpus", "8"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --out {str(out)!r}: holds" in err and "#SBATCH --output path cannot" in err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("args, message", [
