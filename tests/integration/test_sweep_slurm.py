@@ -61,7 +61,8 @@ def test_sbatch_scripts_hold_one_task_per_run_at_its_sweep_json_index(tmp_path):
     out = tmp_path / "t7"
     runs = _sweep(out, "--slurm-time", "2-00:00:00", "--slurm-eval-time", "04:00:00", "--slurm-partition", "gpu",
                   "--slurm-eval-gpus", "1", "--slurm-sbatch=--account=abc", "--slurm-sbatch", "#SBATCH --qos=high",
-                  "--slurm-max-parallel", "2", "--launcher-args", "--master_port 29501")
+                  "--slurm-max-parallel", "2", "--launcher-args", "--master_port 29501", "--slurm-cpus-per-task", "64",
+                  "--slurm-mem", "0", "--slurm-eval-cpus-per-task", "16")
     for name in ("train.sbatch", "eval.sbatch", "eval_dev.sbatch", "submit.sh"):
         proc = subprocess.run(["bash", "-n", str(out / name)], capture_output=True, text=True, check=False)
         assert proc.returncode == 0, (name, proc.stderr)
@@ -69,8 +70,8 @@ def test_sbatch_scripts_hold_one_task_per_run_at_its_sweep_json_index(tmp_path):
     train_text = (out / "train.sbatch").read_text()
     train = _directives(train_text)
     assert train == {"job-name": "t7-train", "array": "0-5%2", "nodes": "1", "ntasks-per-node": "1",
-                     "gpus-per-node": "4", "time": "2-00:00:00", "partition": "gpu",
-                     "output": f'"{out}/logs/train_%a_%A.log"', "account": "abc", "qos": "high"}
+                     "gpus-per-node": "4", "cpus-per-task": "64", "mem": "0", "time": "2-00:00:00",
+                     "partition": "gpu", "output": f'"{out}/logs/train_%a_%A.log"', "account": "abc", "qos": "high"}
     assert "hostfile" not in train_text  # one node: deepspeed takes the GPUs Slurm made visible
     commands = _cases(train_text)
     assert sorted(commands) == list(range(6))
@@ -85,6 +86,7 @@ def test_sbatch_scripts_hold_one_task_per_run_at_its_sweep_json_index(tmp_path):
         assert directives["array"] == ("0-5%2" if stage == "eval" else "1,3,5%2")
         assert (directives["job-name"], directives["gpus-per-node"], directives["time"], directives["nodes"]) == (
             f"t7-{stage}", "1", "04:00:00", "1")
+        assert (directives["cpus-per-task"], directives["mem"]) == ("16", "0")  # --mem defaults to training's
         assert directives["output"] == f'"{out}/logs/{stage}_%a_%A.log"'
         cases = _cases(text)
         assert sorted(cases) == indices
@@ -138,9 +140,14 @@ def _submit(out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(out / "submit.sh")], env=env, capture_output=True, text=True, check=False)
 
 
-def test_submit_sh_submits_the_unfinished_training_and_pairs_each_evaluation_with_its_task(tmp_path):
+def test_submit_sh_submits_the_unfinished_training_and_pairs_each_evaluation_with_its_task(tmp_path, capsys):
     out = tmp_path / "sweep"
     runs = _sweep(out)
+    # no CPU / memory options: no directive (the cluster's defaults), and a note that says so
+    assert not {"cpus-per-task", "mem"} & set(_directives((out / "train.sbatch").read_text()))
+    assert "note: no --slurm-cpus-per-task / --slurm-mem:" in capsys.readouterr().err
+    _sweep(tmp_path / "other", "--slurm-sbatch=--mem-per-gpu=64G", "--slurm-cpus-per-task", "8")
+    assert "note: no" not in capsys.readouterr().err
     env, calls = _fake_slurm(tmp_path)
     proc = _submit(out, env)
     assert proc.returncode == 0, proc.stderr
@@ -227,6 +234,9 @@ def test_an_out_folder_an_sbatch_path_cannot_hold_fails_before_anything_is_writt
     (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-sbatch=account=abc"], r"expected one long option"),
     (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-nodes", "0"], r"--slurm-nodes 0: must be >= 1"),
     (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-job-name", "a b"], r"--slurm-job-name 'a b'"),
+    (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-mem", "500GB"], r"--slurm-mem '500GB': expected a size"),
+    (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-eval-cpus-per-task", "0"],
+     r"--slurm-eval-cpus-per-task 0: must be >= 1"),
 ])
 def test_bad_slurm_options_fail_before_anything_is_written(tmp_path, capsys, args, message):
     out = tmp_path / "sweep"
