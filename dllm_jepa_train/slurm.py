@@ -35,6 +35,12 @@ class SlurmOptions:
     eval_gpus: int | None = None  # GPUs of an evaluation task (one node); None: gpus_per_node
     time: str | None = None  # training task's --time, e.g. 2-00:00:00
     eval_time: str | None = None  # evaluation task's --time; None: time
+    # CPUs and memory: None leaves them to the cluster's defaults; without DefCpuPerGPU / DefMemPerGPU a task
+    # typically gets 1 CPU and DefMemPerCPU for it, too little for N ranks each loading an 8B checkpoint
+    cpus_per_task: int | None = None  # training task's --cpus-per-task (its one task runs every rank of a node)
+    mem: str | None = None  # training task's --mem per node, e.g. 500G; 0: all of the node's memory
+    eval_cpus_per_task: int | None = None  # evaluation task's --cpus-per-task; None: cpus_per_task
+    eval_mem: str | None = None  # evaluation task's --mem; None: mem
     partition: str | None = None
     sbatch_lines: list[str] = field(default_factory=list)  # extra directives, e.g. '--account=abc', every stage
     max_parallel: int | None = None  # at most this many tasks of an array at once (--array=...%K)
@@ -44,12 +50,34 @@ class SlurmOptions:
         if not re.fullmatch(r"[A-Za-z0-9._+-]+", self.job_name):
             raise ConfigError(f"--slurm-job-name {self.job_name!r}: letters, digits and ._+- only")
         for flag, value in (("--num-gpus", self.gpus_per_node), ("--slurm-nodes", self.nodes),
-                            ("--slurm-eval-gpus", self.eval_gpus), ("--slurm-max-parallel", self.max_parallel)):
+                            ("--slurm-eval-gpus", self.eval_gpus), ("--slurm-max-parallel", self.max_parallel),
+                            ("--slurm-cpus-per-task", self.cpus_per_task),
+                            ("--slurm-eval-cpus-per-task", self.eval_cpus_per_task)):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} {value}: must be >= 1")
+        for flag, value in (("--slurm-mem", self.mem), ("--slurm-eval-mem", self.eval_mem)):
+            if value is not None and not re.fullmatch(r"\d+[KMGT]?", value, flags=re.I):
+                raise ConfigError(f"{flag} {value!r}: expected a size per node as sbatch --mem takes it, e.g. 500G "
+                                  "(0: all of the node's memory)")
         for line in self.sbatch_lines:
             if not directive(line).startswith("--") or "\n" in line:
                 raise ConfigError(f"--slurm-sbatch {line!r}: expected one long option, e.g. '--account=abc'")
+
+
+def check_out_path(out: str) -> None:
+    """Raise ConfigError if --out cannot stand in a double-quoted #SBATCH --output path."""
+    # sbatch's directive parser ends a quoted argument at `"`, drops a backslash as an escape, and expands `%`
+    # in --output as a filename pattern; a newline would end the directive
+    for char, why in (('"', "a double quote"), ("\\", "a backslash"), ("%", "% (an sbatch filename pattern)"),
+                      ("\n", "a newline")):
+        if char in out:
+            raise ConfigError(f"--out {out!r}: holds {why}, which an #SBATCH --output path cannot; pick another "
+                              "folder for --scheduler slurm")
+
+
+def safe_job_name(name: str) -> str:
+    """A job name from a folder name: characters other than letters, digits and ._+- become _."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", name) or "sweep"
 
 
 def directive(line: str) -> str:
@@ -79,15 +107,18 @@ def train_command(main_path: str, config_path: str, launcher_args: str, nodes: i
 
 
 def _header(opts: SlurmOptions, logs: str, stage: str, indices: list[int], nodes: int, gpus: int,
-            time: str | None) -> list[str]:
+            time: str | None, cpus: int | None, mem: str | None) -> list[str]:
     lines = [f"--job-name={opts.job_name}-{stage}",
              f"--array={array_spec(indices)}" + (f"%{opts.max_parallel}" if opts.max_parallel else ""),
              f"--nodes={nodes}", "--ntasks-per-node=1", f"--gpus-per-node={gpus}"]
     if nodes > 1:  # the hostfile's slots 0..N-1 are every GPU of a node: take whole nodes
         lines.append("--exclusive")
+    lines += [f"--cpus-per-task={cpus}"] if cpus else []
+    lines += [f"--mem={mem}"] if mem is not None else []
     lines += [f"--time={time}"] if time else []
     lines += [f"--partition={opts.partition}"] if opts.partition else []
-    lines += [f"--output={logs}/{stage}_%a_%A.log"]  # per task: %a its index, %A the array job
+    # per task: %a its index, %A the array job; quoted, as sbatch's parser ends an argument at whitespace or #
+    lines += [f'--output="{logs}/{stage}_%a_%A.log"']
     lines += [directive(line) for line in opts.sbatch_lines]
     return [f"#SBATCH {d}" for d in lines]
 
@@ -103,7 +134,7 @@ def train_script(opts: SlurmOptions, written_by: str, logs: str, commands: list[
     lines = ["#!/usr/bin/env bash", written_by,
              f"# Training: {len(commands)} runs as one array, task i = run i of sweep.json (submit.sh submits the "
              "unfinished ones).", *_header(opts, logs, "train", list(range(len(commands))), opts.nodes,
-                                           opts.gpus_per_node, opts.time),
+                                           opts.gpus_per_node, opts.time, opts.cpus_per_task, opts.mem),
              "set -euo pipefail",
              "# array tasks that share a node need their own rendezvous port",
              "port=$((10000 + SLURM_JOB_ID % 20000))  # 10000-29999: below the ephemeral range"]
@@ -120,7 +151,8 @@ def eval_script(opts: SlurmOptions, written_by: str, logs: str, stage: str, comm
              f"# Evaluation ({stage}): {len(commands)} runs, task i = run i of sweep.json, after training task i "
              "(submit.sh adds --dependency=aftercorr:<training job>).",
              *_header(opts, logs, stage, list(commands), 1, opts.eval_gpus or opts.gpus_per_node,
-                      opts.eval_time or opts.time),
+                      opts.eval_time or opts.time, opts.eval_cpus_per_task or opts.cpus_per_task,
+                      opts.eval_mem if opts.eval_mem is not None else opts.mem),
              "set -euo pipefail"]
     return "\n".join(lines + _case(f"{stage}.sbatch", commands)) + "\n"
 
@@ -142,7 +174,8 @@ def submit_script(opts: SlurmOptions, written_by: str, out: str, logs: str, run_
         "# sweep.json); run it again after a time-out or a failure. Training is unfinished without <run>/final/",
         "# and resumes from the run's latest checkpoint; an evaluation is unfinished without a results_*.json in",
         "# its output folder. An evaluation whose training is submitted here waits for that training task",
-        "# (aftercorr pairs task ids, so both arrays carry the same indices); the others start at once.",
+        "# (aftercorr pairs task ids, so both arrays carry the same indices; Slurm cancels it if that task fails,",
+        "# so a rerun finds nothing pending); the others start at once.",
         "set -euo pipefail",
         f"out={shlex.quote(out)}",
         f"mkdir -p {shlex.quote(logs)}",
@@ -180,7 +213,7 @@ def submit_script(opts: SlurmOptions, written_by: str, out: str, logs: str, run_
             "done",
             'if [ "${#after[@]}" -gt 0 ]; then',
             f'  job=$(sbatch --parsable --array="$(join "${{after[@]}}"){limit}" '
-            f'--dependency="aftercorr:$train_job" "$out/{stage}.sbatch")',
+            f'--dependency="aftercorr:$train_job" --kill-on-invalid-dep=yes "$out/{stage}.sbatch")',
             f'  echo "{stage}: job ${{job%%;*}}, array $(join "${{after[@]}}"), each after its training task"',
             "  submitted=1",
             "fi",

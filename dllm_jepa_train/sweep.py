@@ -215,11 +215,23 @@ def slurm_options(args: argparse.Namespace, out: Path) -> slurm.SlurmOptions | N
         raise ConfigError("--scheduler slurm needs --num-gpus (GPUs per node)")
     if args.hostfile:
         raise ConfigError("--hostfile: not with --scheduler slurm (a task writes its own from $SLURM_JOB_NODELIST)")
-    opts = slurm.SlurmOptions(job_name=args.slurm_job_name or out.name, gpus_per_node=args.num_gpus,
-                              nodes=args.slurm_nodes, eval_gpus=args.slurm_eval_gpus, time=args.slurm_time,
-                              eval_time=args.slurm_eval_time, partition=args.slurm_partition,
-                              sbatch_lines=args.slurm_sbatch, max_parallel=args.slurm_max_parallel)
+    slurm.check_out_path(str(out))
+    opts = slurm.SlurmOptions(job_name=args.slurm_job_name or slurm.safe_job_name(out.name),
+                              gpus_per_node=args.num_gpus, nodes=args.slurm_nodes, eval_gpus=args.slurm_eval_gpus,
+                              time=args.slurm_time, eval_time=args.slurm_eval_time,
+                              cpus_per_task=args.slurm_cpus_per_task, mem=args.slurm_mem,
+                              eval_cpus_per_task=args.slurm_eval_cpus_per_task, eval_mem=args.slurm_eval_mem,
+                              partition=args.slurm_partition, sbatch_lines=args.slurm_sbatch,
+                              max_parallel=args.slurm_max_parallel)
     opts.validate()
+    extra = [slurm.directive(line) for line in opts.sbatch_lines]
+    missing = [flag for flag, value, prefix in (("--slurm-cpus-per-task", opts.cpus_per_task, "--cpus-per"),
+                                                ("--slurm-mem", opts.mem, "--mem"))
+               if value is None and not any(d.startswith(prefix) for d in extra)]
+    if missing:  # a warning, not an error: many clusters set DefCpuPerGPU / DefMemPerGPU
+        print(f"note: no {' / '.join(missing)}: a task gets the cluster's default, typically 1 CPU and "
+              "DefMemPerCPU for it where DefCpuPerGPU / DefMemPerGPU are unset (see docs/training.md, Slurm)",
+              file=sys.stderr)
     return opts
 
 
@@ -280,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="nodes per training task (> 1: a deepspeed hostfile from $SLURM_JOB_NODELIST)")
     parser.add_argument("--slurm-time", default=None, help="a training task's --time, e.g. 2-00:00:00")
     parser.add_argument("--slurm-eval-time", default=None, help="an evaluation task's --time (default: --slurm-time)")
+    parser.add_argument("--slurm-cpus-per-task", type=int, default=None,
+                        help="a training task's --cpus-per-task, for all ranks of a node (default: the cluster's)")
+    parser.add_argument("--slurm-mem", default=None,
+                        help="a training task's --mem per node, e.g. 500G; 0: all of it (default: the cluster's)")
+    parser.add_argument("--slurm-eval-cpus-per-task", type=int, default=None,
+                        help="an evaluation task's --cpus-per-task (default: --slurm-cpus-per-task)")
+    parser.add_argument("--slurm-eval-mem", default=None, help="an evaluation task's --mem (default: --slurm-mem)")
     parser.add_argument("--slurm-partition", default=None, help="--partition of every array")
     parser.add_argument("--slurm-eval-gpus", type=int, default=None,
                         help="GPUs of an evaluation task, one node (default: --num-gpus)")
@@ -288,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slurm-max-parallel", type=int, default=None,
                         help="at most this many tasks of an array at once (--array=...%%K)")
     parser.add_argument("--slurm-job-name", default=None,
-                        help="array jobs are NAME-train, NAME-eval, NAME-eval_dev (default: the --out folder's name)")
+                        help="array jobs are NAME-train, NAME-eval, NAME-eval_dev (default: the --out folder's name, "
+                             "other characters than letters, digits and ._+- as _)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs' commands; write nothing")
     parser.add_argument("--overwrite", action="store_true", help="replace the scripts of an earlier sweep in --out")
     return parser

@@ -61,7 +61,8 @@ def test_sbatch_scripts_hold_one_task_per_run_at_its_sweep_json_index(tmp_path):
     out = tmp_path / "t7"
     runs = _sweep(out, "--slurm-time", "2-00:00:00", "--slurm-eval-time", "04:00:00", "--slurm-partition", "gpu",
                   "--slurm-eval-gpus", "1", "--slurm-sbatch=--account=abc", "--slurm-sbatch", "#SBATCH --qos=high",
-                  "--slurm-max-parallel", "2", "--launcher-args", "--master_port 29501")
+                  "--slurm-max-parallel", "2", "--launcher-args", "--master_port 29501", "--slurm-cpus-per-task", "64",
+                  "--slurm-mem", "0", "--slurm-eval-cpus-per-task", "16")
     for name in ("train.sbatch", "eval.sbatch", "eval_dev.sbatch", "submit.sh"):
         proc = subprocess.run(["bash", "-n", str(out / name)], capture_output=True, text=True, check=False)
         assert proc.returncode == 0, (name, proc.stderr)
@@ -69,8 +70,8 @@ def test_sbatch_scripts_hold_one_task_per_run_at_its_sweep_json_index(tmp_path):
     train_text = (out / "train.sbatch").read_text()
     train = _directives(train_text)
     assert train == {"job-name": "t7-train", "array": "0-5%2", "nodes": "1", "ntasks-per-node": "1",
-                     "gpus-per-node": "4", "time": "2-00:00:00", "partition": "gpu",
-                     "output": f"{out}/logs/train_%a_%A.log", "account": "abc", "qos": "high"}
+                     "gpus-per-node": "4", "cpus-per-task": "64", "mem": "0", "time": "2-00:00:00",
+                     "partition": "gpu", "output": f'"{out}/logs/train_%a_%A.log"', "account": "abc", "qos": "high"}
     assert "hostfile" not in train_text  # one node: deepspeed takes the GPUs Slurm made visible
     commands = _cases(train_text)
     assert sorted(commands) == list(range(6))
@@ -85,7 +86,8 @@ def test_sbatch_scripts_hold_one_task_per_run_at_its_sweep_json_index(tmp_path):
         assert directives["array"] == ("0-5%2" if stage == "eval" else "1,3,5%2")
         assert (directives["job-name"], directives["gpus-per-node"], directives["time"], directives["nodes"]) == (
             f"t7-{stage}", "1", "04:00:00", "1")
-        assert directives["output"] == f"{out}/logs/{stage}_%a_%A.log"
+        assert (directives["cpus-per-task"], directives["mem"]) == ("16", "0")  # --mem defaults to training's
+        assert directives["output"] == f'"{out}/logs/{stage}_%a_%A.log"'
         cases = _cases(text)
         assert sorted(cases) == indices
         for i in indices:
@@ -138,16 +140,21 @@ def _submit(out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(out / "submit.sh")], env=env, capture_output=True, text=True, check=False)
 
 
-def test_submit_sh_submits_the_unfinished_training_and_pairs_each_evaluation_with_its_task(tmp_path):
+def test_submit_sh_submits_the_unfinished_training_and_pairs_each_evaluation_with_its_task(tmp_path, capsys):
     out = tmp_path / "sweep"
     runs = _sweep(out)
+    # no CPU / memory options: no directive (the cluster's defaults), and a note that says so
+    assert not {"cpus-per-task", "mem"} & set(_directives((out / "train.sbatch").read_text()))
+    assert "note: no --slurm-cpus-per-task / --slurm-mem:" in capsys.readouterr().err
+    _sweep(tmp_path / "other", "--slurm-sbatch=--mem-per-gpu=64G", "--slurm-cpus-per-task", "8")
+    assert "note: no" not in capsys.readouterr().err
     env, calls = _fake_slurm(tmp_path)
     proc = _submit(out, env)
     assert proc.returncode == 0, proc.stderr
     assert calls.read_text().splitlines() == [  # a fresh sweep: everything, every evaluation after its training
         f"--parsable --array=0,1,2,3,4,5 {out}/train.sbatch",
-        f"--parsable --array=0,1,2,3,4,5 --dependency=aftercorr:101 {out}/eval.sbatch",
-        f"--parsable --array=1,3,5 --dependency=aftercorr:101 {out}/eval_dev.sbatch"]
+        f"--parsable --array=0,1,2,3,4,5 --dependency=aftercorr:101 --kill-on-invalid-dep=yes {out}/eval.sbatch",
+        f"--parsable --array=1,3,5 --dependency=aftercorr:101 --kill-on-invalid-dep=yes {out}/eval_dev.sbatch"]
 
     def finish_training(i: int) -> None:
         (Path(runs[i]["output_dir"]) / "final").mkdir(parents=True)
@@ -170,9 +177,9 @@ def test_submit_sh_submits_the_unfinished_training_and_pairs_each_evaluation_wit
     # eval_dev (1, 3, 5): 3 after its training, 5 at once (1 is scored already).
     assert calls.read_text().splitlines() == [
         f"--parsable --array=2,3 {out}/train.sbatch",
-        f"--parsable --array=3 --dependency=aftercorr:101 {out}/eval.sbatch",
+        f"--parsable --array=3 --dependency=aftercorr:101 --kill-on-invalid-dep=yes {out}/eval.sbatch",
         f"--parsable --array=1,5 {out}/eval.sbatch",
-        f"--parsable --array=3 --dependency=aftercorr:101 {out}/eval_dev.sbatch",
+        f"--parsable --array=3 --dependency=aftercorr:101 --kill-on-invalid-dep=yes {out}/eval_dev.sbatch",
         f"--parsable --array=5 {out}/eval_dev.sbatch"]
     assert "training: job 101, array 2,3" in proc.stdout
 
@@ -198,6 +205,28 @@ def test_submit_sh_refuses_while_jobs_of_the_sweep_are_queued(tmp_path):
     assert calls.read_text().splitlines()[0] == f"--parsable --array=0,1,2,3,4,5%3 {out}/train.sbatch"
 
 
+def test_an_out_folder_with_a_space_gives_quoted_log_paths_and_a_safe_job_name(tmp_path):
+    out = tmp_path / "my sweep #1"
+    _sweep(out, "--slurm-nodes", "2")
+    for name in ("train.sbatch", "eval.sbatch", "eval_dev.sbatch", "submit.sh"):
+        proc = subprocess.run(["bash", "-n", str(out / name)], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, (name, proc.stderr)
+    text = (out / "train.sbatch").read_text()
+    assert f'#SBATCH --output="{out}/logs/train_%a_%A.log"\n' in text
+    assert "#SBATCH --job-name=my_sweep__1-train\n" in text
+    assert f"hostfile={shlex.quote(str(out / 'logs'))}" in text
+
+
+@pytest.mark.parametrize("folder", ['a"b', "a%jb", "a\nb", "a\\b"])
+def test_an_out_folder_an_sbatch_path_cannot_hold_fails_before_anything_is_written(tmp_path, capsys, folder):
+    out = tmp_path / folder
+    assert main(["--config", GSM8K, "--grid", "jepa.lambda=1", "--seeds", "1", "--out", str(out), "--scheduler",
+                 "slurm", "--num-gpus", "8"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --out {str(out)!r}: holds" in err and "#SBATCH --output path cannot" in err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--scheduler", "slurm"], r"--scheduler slurm needs --num-gpus"),
     (["--scheduler", "slurm", "--num-gpus", "8", "--hostfile", "h"], r"--hostfile: not with --scheduler slurm"),
@@ -205,6 +234,9 @@ def test_submit_sh_refuses_while_jobs_of_the_sweep_are_queued(tmp_path):
     (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-sbatch=account=abc"], r"expected one long option"),
     (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-nodes", "0"], r"--slurm-nodes 0: must be >= 1"),
     (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-job-name", "a b"], r"--slurm-job-name 'a b'"),
+    (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-mem", "500GB"], r"--slurm-mem '500GB': expected a size"),
+    (["--scheduler", "slurm", "--num-gpus", "8", "--slurm-eval-cpus-per-task", "0"],
+     r"--slurm-eval-cpus-per-task 0: must be >= 1"),
 ])
 def test_bad_slurm_options_fail_before_anything_is_written(tmp_path, capsys, args, message):
     out = tmp_path / "sweep"
