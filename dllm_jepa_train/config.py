@@ -195,6 +195,33 @@ class AnchorConfig:
                               "l2_lambda ||theta - theta_base||^2 and does not say which it ran)", at_least=0.0)
 
 
+def _names(value: Any, key: str) -> tuple[str, ...]:
+    """A list of module names (or one name) as a tuple of strings; ConfigError naming `key`."""
+    if isinstance(value, str):
+        value = [value] if value else []
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and re.fullmatch(r"[\w.]+", v)
+                                                       for v in value):
+        raise ConfigError(f"{key}: expected a list of module names such as q_proj (letters, digits, _ and .), "
+                          f"got {value!r}")
+    return tuple(value)
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = recipe(False, "train LoRA adapters (peft) on the transformer blocks instead of every weight; our "
+                           "extension: the paper's runs are full fine-tuning (docs/training.md, LoRA)")
+    rank: int = recipe(16, "adapter rank r (ours: the paper trains no adapters)", at_least=1)
+    alpha: float = recipe(32.0, "adapter scale numerator: the update is alpha / rank * B A", at_least=0.0)
+    dropout: float = recipe(0.05, "dropout on the adapter input in the online forward (the EMA target's forward runs "
+                            "without it)", at_least=0.0)
+    target_modules: tuple[str, ...] = recipe((), "module names inside the transformer blocks to adapt (never the "
+                                             "output head); [] = the family's defaults (llada: q_proj k_proj v_proj "
+                                             "attn_out ff_proj up_proj ff_out; dream: q_proj k_proj v_proj o_proj "
+                                             "gate_proj up_proj down_proj)", parse=_names)
+    export_merged: bool = runtime(False, "also write <output_dir>/final_merged/: base + adapters merged into one "
+                                  "Hugging Face checkpoint (full size)")
+
+
 @dataclass
 class OptimConfig:
     lr: float = recipe(1e-5, "peak learning rate (AdamW)")
@@ -242,6 +269,7 @@ class TrainConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     jepa: JepaConfig = field(default_factory=JepaConfig)
     anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -450,6 +478,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"jepa.predictor_mlp_ratio: must be > 0, got {cfg.jepa.predictor_mlp_ratio}")
     if not 0.0 <= cfg.jepa.ema_decay < 1.0:
         raise ConfigError(f"jepa.ema_decay: must be in [0, 1), got {cfg.jepa.ema_decay}")
+    if cfg.lora.dropout >= 1.0:
+        raise ConfigError(f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}")
     if cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr: must be > 0, got {cfg.optim.lr}")
     if not all(0.0 <= b < 1.0 for b in cfg.optim.betas):

@@ -12,7 +12,10 @@ A family says
   - how it loads (`Family.load_model`: `config_overrides` set on the config, then the Auto class that
     the checkpoint's `auto_map` names),
   - the harness's default sampler (`default_sampler`, a name in `lm_eval_diffusion.sampler.SAMPLERS`),
-  - how gradient checkpointing is switched on (`checkpointing`, a function of the model).
+  - how gradient checkpointing is switched on (`checkpointing`, a function of the model),
+  - where LoRA adapters go by default (`lora_blocks`, a regex of a transformer block's module name, and
+    `lora_targets`, module names inside a block; `lora_target_pattern` joins them so that nothing
+    outside the blocks, such as LLaDA's head `transformer.ff_out`, is ever adapted).
 `backbone`, the harness and the trainer ask the registry (`get_family`, `detect_family`); none of them
 compares a family name. Built in: llada, dream, generic (the fallback). Adding one: `register_family`
 (docs/extending.md, "Adding a model family"); tests swap `_registry` for a copy to undo theirs.
@@ -129,6 +132,8 @@ class Family:
     config_overrides: dict[str, Any] = field(default_factory=dict)  # set on the HF config before loading
     default_sampler: str = "llada"  # the harness's sampler when model_args give none
     checkpointing: Callable[[Any], str] = hf_checkpointing  # switches gradient checkpointing on; names it
+    lora_blocks: str = r"(?:.*\.)?(?:layer|layers|blocks|h)\.\d+"  # regex: a transformer block's module name
+    lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")  # LoRA's default modules inside a block
 
     def resolve_spec(self, config: Any, tokenizer: Any, mask_id: int | None, name: str) -> FamilySpec:
         """Mask, stop and pad ids from the config and tokenizer (`mask_id` overrides); raise clearly when impossible."""
@@ -206,6 +211,8 @@ LLADA = Family(
     config_overrides={"use_cache": False},  # LLaDA's remote code under transformers 4.57 needs this
     default_sampler="llada",
     checkpointing=llada_checkpointing,
+    lora_blocks=r"(?:.*\.)?blocks\.\d+",  # model.transformer.blocks.<i>; the head model.transformer.ff_out is outside
+    lora_targets=("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"),
 )
 DREAM = Family(
     name="dream",
@@ -214,6 +221,8 @@ DREAM = Family(
     shift_logits=True,
     padding=pad_key_mask_4d_positions,
     default_sampler="dream",
+    lora_blocks=r"(?:.*\.)?layers\.\d+",  # model.layers.<i>; lm_head is outside
+    lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
 )
 GENERIC = Family(name="generic", is_fallback=True)  # any AutoModelForMaskedLM: BERT, RoBERTa, ...
 
@@ -274,6 +283,16 @@ def detect_family(config: Any) -> str:
     return next(f.name for f in _registry.values() if f.is_fallback)
 
 
+def lora_target_pattern(family: Family, names: Sequence[str] = ()) -> str:
+    """The regex (peft `target_modules`, matched against whole module names) of the modules named `names`
+    (default: the family's `lora_targets`) inside the family's transformer blocks, e.g. LLaDA's
+    `(?:.*\.)?blocks\.\d+\.(?:.*\.)?(?:q_proj|...|ff_out)`: a block's `ff_out`, never the head's."""
+    names = tuple(names) or family.lora_targets
+    if not names:
+        raise ValueError(f"family {family.name!r} names no default LoRA modules; set lora.target_modules")
+    return rf"{family.lora_blocks}\.(?:.*\.)?(?:{'|'.join(re.escape(n) for n in names)})"
+
+
 def check_family(family: Family) -> None:
     """ValueError naming the field when `family` cannot join the registry as it stands."""
     from lm_eval_diffusion.sampler import SAMPLERS  # imports torch: only when a family is registered
@@ -285,6 +304,10 @@ def check_family(family: Family) -> None:
                          f"{', '.join(SAMPLERS)}")
     if family.model_types != tuple(t.lower() for t in family.model_types):
         raise ValueError(f"family {family.name!r}: model_types are matched lower-cased; got {family.model_types}")
+    try:
+        re.compile(lora_target_pattern(family)) if family.lora_targets else re.compile(family.lora_blocks)
+    except re.error as err:
+        raise ValueError(f"family {family.name!r}: lora_blocks is not a regex: {err}") from None
     if not set(family.eot_tokens) <= set(family.stop_tokens):
         raise ValueError(f"family {family.name!r}: eot_tokens must be among stop_tokens")
     replaced = _registry.get(family.name)

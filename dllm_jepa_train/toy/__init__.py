@@ -29,10 +29,29 @@ def toy_name(value: str) -> str | None:
 
 
 def register() -> None:
-    """Entry point of group `dllm_jepa.plugins`: register the `toy:` resolver, and attach the toy's facts
-    about each task it generates (its demo defaults) to the task registry (toy -> registry)."""
+    """Entry point of group `dllm_jepa.plugins`: register the `toy:` resolver, attach the toy's facts
+    about each task it generates (its demo defaults) to the task registry, and add the tiny models' LoRA
+    module names to their families' registry entries (toy -> registries)."""
     from dllm_jepa_train.plugins import register_resolver
     from dllm_jepa_train.toy.inputs import ToyResolver, register_tasks
 
     register_resolver(TOY_PREFIX.rstrip(":"), ToyResolver())
     register_tasks()
+    register_tiny_lora_targets()
+
+
+def register_tiny_lora_targets() -> None:
+    """The llada and dream entries also find LoRA's default modules in the tiny models' blocks
+    (`models.TINY_LORA_TARGETS`); the real models' defaults are unchanged (no real module has these names)."""
+    import dataclasses
+
+    from dllm_jepa_train.toy.models import TINY_LORA_BLOCKS, TINY_LORA_TARGETS
+    from lm_eval_diffusion.families import get_family, register_family
+
+    for name in ("llada", "dream"):
+        family = get_family(name)
+        if set(TINY_LORA_TARGETS) <= set(family.lora_targets):
+            continue  # registered already (the hook runs once per loader)
+        blocks = f"(?:{family.lora_blocks}|{TINY_LORA_BLOCKS})"
+        targets = family.lora_targets + tuple(t for t in TINY_LORA_TARGETS if t not in family.lora_targets)
+        register_family(dataclasses.replace(family, lora_blocks=blocks, lora_targets=targets), replace=True)

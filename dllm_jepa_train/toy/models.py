@@ -57,6 +57,13 @@ TINY_MODELS: dict[str, TinyRemote | None] = {
     "generic": None,
 }
 
+# Where LoRA goes in the tiny models (toy/remote/tiny_blocks.py): their blocks are `...blocks.<i>` in both
+# families and hold `qkv`, `proj` and the MLP's `mlp.0` / `mlp.2` (the LLaDA-8B-shaped benchmark variant:
+# `mlp.ff_proj`, `mlp.up_proj`, `mlp.ff_out`, names LLaDA's entry already has). `toy.register` adds these
+# to the registry's llada and dream entries; none of them names a module of the real LLaDA or Dream.
+TINY_LORA_BLOCKS = r"(?:.*\.)?blocks\.\d+"
+TINY_LORA_TARGETS = ("qkv", "proj", "mlp.0", "mlp.2", "ff_proj", "up_proj", "ff_out")
+
 # LLaDA-8B's shape, as its config.json gives it (block_type "llama": SwiGLU MLP, RMSNorm, no biases).
 # The GPU benchmarks build the tiny LLaDA-like model in it with random weights: ~8.0B parameters.
 LLADA_8B_SHAPE = {"d_model": 4096, "n_layers": 32, "n_heads": 32, "mlp_hidden_size": 12288, "vocab_size": 126464}
