@@ -132,6 +132,7 @@ class TorchEngine:
     """One process, plain torch: accumulate `.grad`, then clip, AdamW step and LR step on the boundary."""
 
     world_size = 1
+    trainable_only = False  # save / load the trainable parameters only (LoRA: the frozen base is not saved)
 
     def __init__(self, module, optimizer, scheduler, grad_accum: int, grad_clip: float, autocast_dtype=None):
         self.module = module
@@ -171,14 +172,26 @@ class TorchEngine:
         """The learning rate the next optimizer step uses."""
         return self.optimizer.param_groups[0]["lr"]
 
+    def _module_state(self) -> dict[str, torch.Tensor]:
+        if not self.trainable_only:
+            return self.module.state_dict()
+        return {name: p.detach() for name, p in self.module.named_parameters() if p.requires_grad}
+
     def save(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        torch.save({"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+        torch.save({"module": self._module_state(), "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(), "micro_steps": self.micro_steps}, path / "state.pt")
 
     def load(self, path: Path) -> None:
         state = torch.load(path / "state.pt", map_location=self.device, weights_only=False)
-        self.module.load_state_dict(state["module"])
+        if self.trainable_only:
+            expected = {name for name, p in self.module.named_parameters() if p.requires_grad}
+            if set(state["module"]) != expected:
+                raise ValueError(f"{path}: its trainable parameters differ from this run's (e.g. "
+                                 f"{sorted(set(state['module']) ^ expected)[:3]})")
+            self.module.load_state_dict(state["module"], strict=False)
+        else:
+            self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.micro_steps = state["micro_steps"]
@@ -186,6 +199,8 @@ class TorchEngine:
 
 class DeepSpeedEngine:
     """A DeepSpeed engine behind the TorchEngine interface (see the module doc for the loss scaling)."""
+
+    trainable_only = False  # see TorchEngine
 
     def __init__(self, engine) -> None:
         self.engine = engine
@@ -214,10 +229,12 @@ class DeepSpeedEngine:
         return float(self.engine.get_lr()[0])
 
     def save(self, path: Path) -> None:
-        self.engine.save_checkpoint(str(path), tag="engine", save_latest=False)
+        self.engine.save_checkpoint(str(path), tag="engine", save_latest=False,
+                                    exclude_frozen_parameters=self.trainable_only)
 
     def load(self, path: Path) -> None:
-        load_path, _ = self.engine.load_checkpoint(str(path), tag="engine", load_lr_scheduler_states=True)
+        load_path, _ = self.engine.load_checkpoint(str(path), tag="engine", load_lr_scheduler_states=True,
+                                                   load_module_strict=not self.trainable_only)
         if load_path is None:
             raise FileNotFoundError(f"DeepSpeed found no checkpoint under {path}")
 
@@ -269,8 +286,10 @@ def build_engine(cfg: TrainConfig, module: torch.nn.Module, total_steps: int, co
     if cfg.run.engine == "torch":
         optimizer = torch.optim.AdamW(groups, **adamw)
         autocast = compute_dtype if compute_dtype != torch.float32 else None
-        return TorchEngine(module, optimizer, schedule(optimizer), cfg.optim.grad_accum, cfg.optim.grad_clip,
-                           autocast)
+        engine = TorchEngine(module, optimizer, schedule(optimizer), cfg.optim.grad_accum, cfg.optim.grad_clip,
+                             autocast)
+        engine.trainable_only = cfg.lora.enabled
+        return engine
     import deepspeed
 
     ds_config = deepspeed_config(cfg)
@@ -281,7 +300,9 @@ def build_engine(cfg: TrainConfig, module: torch.nn.Module, total_steps: int, co
         model=module, optimizer=client, model_parameters=groups if client is None else None,
         lr_scheduler=schedule, config=ds_config,
     )
-    return DeepSpeedEngine(engine)
+    wrapped = DeepSpeedEngine(engine)
+    wrapped.trainable_only = cfg.lora.enabled
+    return wrapped
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:

@@ -44,6 +44,7 @@ from dllm_jepa_train.engines import (
     peak_memory_gb,
 )
 from dllm_jepa_train.jepa import EmaTarget, OnlineModel, backbone_heads, backbone_width, build_predictor
+from dllm_jepa_train.lora import AdapterEmaTarget, apply_lora, export_adapter, lora_meta
 from dllm_jepa_train.objectives import collapse_stats, diffusion_denominator, diffusion_loss, jepa_loss
 from lm_eval_diffusion.distributed import DistInfo, all_gather_rows, all_reduce_sum, barrier
 
@@ -87,6 +88,8 @@ class Trainer:
 
         is_checkpointed = cfg.model.gradient_checkpointing
         self.checkpointing = enable_gradient_checkpointing(backbone, spec.family) if is_checkpointed else "off"
+        if cfg.lora.enabled:
+            backbone = apply_lora(backbone, cfg.lora, spec.family, source, cfg.run.seed)
         backbone.train()
         predictor = None
         if self.use_jepa:
@@ -99,10 +102,16 @@ class Trainer:
         self.engine = self._build_engine(module, device)
         online = self.engine.module
         # The EMA is built after the engine so it copies the weights in their training dtype and device.
-        self.target = (EmaTarget(online.backbone, spec, cfg.jepa.ema_decay, self.compute_dtype, cfg.jepa.ema_shadow,
-                                 fused={"auto": None, "true": True, "false": False}[cfg.jepa.ema_fused])
-                       if self.use_jepa else None)
-        self.anchor = (L2Anchor(list(online.backbone.parameters()), cfg.anchor.l2_lambda)
+        fused = {"auto": None, "true": True, "false": False}[cfg.jepa.ema_fused]
+        self.target = None
+        if self.use_jepa and cfg.lora.enabled:  # the same frozen base with an EMA of the adapters swapped in
+            self.target = AdapterEmaTarget(online.backbone, spec, cfg.jepa.ema_decay,
+                                           getattr(self.engine, "autocast_dtype", None), fused)
+        elif self.use_jepa:
+            self.target = EmaTarget(online.backbone, spec, cfg.jepa.ema_decay, self.compute_dtype, cfg.jepa.ema_shadow,
+                                    fused)
+        # Every trainable backbone parameter: all of them, or the adapters under LoRA.
+        self.anchor = (L2Anchor([p for p in online.backbone.parameters() if p.requires_grad], cfg.anchor.l2_lambda)
                        if cfg.anchor.l2_lambda > 0 else None)
         # After the EMA's deepcopy, which would otherwise share the online model's compiled forward.
         self.compiled = "off"
@@ -110,7 +119,9 @@ class Trainer:
         if cfg.model.compile:
             compile_forward(online.backbone, "the online forward", self.compile_cause)
             self.compiled = "online forward"
-            if self.target is not None:
+            if self.target is not None and self.target.model is online.backbone:
+                self.compiled += " (the EMA target's too: the same model, eval mode)"
+            elif self.target is not None:
                 compile_forward(self.target.model, "the EMA target forward",
                                 f"{type(self.target.model).__name__} (eval mode, no gradient checkpointing)")
                 self.compiled += " + EMA target forward"
@@ -268,16 +279,34 @@ class Trainer:
                 "predictor_heads": cfg.jepa.predictor_heads, "predictor_mlp_ratio": cfg.jepa.predictor_mlp_ratio,
                 "ema_decay": cfg.jepa.ema_decay, "ema_has_output_head": self.target.has_head if self.target else None,
                 "t_context": t_setting(cfg.diffusion.t_context), "t_target": t_setting(cfg.jepa.t_target),
-                "step": self.global_step}
+                "step": self.global_step,
+                **({"lora": lora_meta(cfg.lora, self.engine.module.backbone, self.source)} if cfg.lora.enabled else {})}
 
     def export(self, out_dir: Path) -> Path:
         """Rank 0 writes the HF checkpoint + jepa/ (weights are whole on every rank under ZeRO <= 2)."""
         if self.dist.rank == 0:
             online = self.engine.module
-            ckpt.export_checkpoint(out_dir, online.backbone, self.tokenizer, self.source, self.cfg.model.revision,
-                                   online.predictor, self.target.state_dict() if self.target else None,
-                                   self.jepa_meta())
+            ema = self.target.state_dict() if self.target else None
+            if self.cfg.lora.enabled:  # peft's adapter files + tokenizer; jepa/ema_adapter.safetensors
+                export_adapter(out_dir, online.backbone, self.tokenizer, online.predictor, ema, self.jepa_meta())
+            else:
+                ckpt.export_checkpoint(out_dir, online.backbone, self.tokenizer, self.source, self.cfg.model.revision,
+                                       online.predictor, ema, self.jepa_meta())
             log.info("exported %s", out_dir)
+        barrier()
+        return out_dir
+
+    def export_merged(self, out_dir: Path) -> Path:
+        """LoRA, at the end of training: merge the adapters into the base in place (the online model is done)
+        and write a plain HF checkpoint with jepa/ (predictor and settings; no EMA: it is of the adapters)."""
+        if self.dist.rank == 0:
+            online = self.engine.module
+            meta = self.jepa_meta()
+            meta["lora"]["merged"] = True
+            merged = online.backbone.merge_and_unload()
+            ckpt.export_checkpoint(out_dir, merged, self.tokenizer, self.source, self.cfg.model.revision,
+                                   online.predictor, None, meta)
+            log.info("exported %s (base + adapters merged)", out_dir)
         barrier()
         return out_dir
 
@@ -287,6 +316,8 @@ class Trainer:
         epoch, in_epoch = divmod(step, self.plan.steps_per_epoch)
         state = {"global_step": step, "epoch": epoch, "step_in_epoch": in_epoch, "seed": self.cfg.run.seed,
                  "total_steps": self.total_steps, "world_size": self.dist.world_size}
+        if self.cfg.lora.enabled:  # the checkpoint holds the adapters only: name what they adapt
+            state["lora_base"] = lora_meta(self.cfg.lora, self.engine.module.backbone, self.source)["base"]
         self.engine.save(stage / "engine")
         ckpt.write_local_state(stage, self.dist.rank, state, self.target.state_dict() if self.target else None)
         barrier()
@@ -296,8 +327,14 @@ class Trainer:
         barrier()
 
     def resume(self, path: Path) -> None:
-        self.engine.load(path / "engine")
         state, ema_state = ckpt.read_local_state(path, self.dist.rank)
+        base = lora_meta(self.cfg.lora, self.engine.module.backbone, self.source)["base"] if self.cfg.lora.enabled \
+            else None
+        if state.get("lora_base") != base:
+            raise ValueError(f"{path} holds {'adapters of base ' + state['lora_base'] if state.get('lora_base') else 'a full fine-tune'}"
+                             f"; this run trains {'adapters on ' + base if base else 'every weight'} (lora.enabled "
+                             "and model.pretrained must match the run that wrote it)")
+        self.engine.load(path / "engine")
         if state["world_size"] != self.dist.world_size:
             raise ValueError(f"{path} was written with {state['world_size']} ranks; this run has "
                              f"{self.dist.world_size} (the data order depends on it)")
@@ -333,7 +370,10 @@ class Trainer:
             self._run_steps()
         if self.tensorboard is not None:
             self.tensorboard.close()
-        return self.export(self.output_dir / "final")
+        final = self.export(self.output_dir / "final")
+        if cfg.lora.enabled and cfg.lora.export_merged:
+            self.export_merged(self.output_dir / "final_merged")
+        return final
 
     def _run_steps(self) -> None:
         """Optimizer steps from `global_step` to `total_steps`: metrics.jsonl, log lines, checkpoints, exports."""

@@ -284,7 +284,7 @@ def detect_family(config: Any) -> str:
 
 
 def lora_target_pattern(family: Family, names: Sequence[str] = ()) -> str:
-    """The regex (peft `target_modules`, matched against whole module names) of the modules named `names`
+    r"""The regex (peft `target_modules`, matched against whole module names) of the modules named `names`
     (default: the family's `lora_targets`) inside the family's transformer blocks, e.g. LLaDA's
     `(?:.*\.)?blocks\.\d+\.(?:.*\.)?(?:q_proj|...|ff_out)`: a block's `ff_out`, never the head's."""
     names = tuple(names) or family.lora_targets

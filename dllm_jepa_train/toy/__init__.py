@@ -52,6 +52,7 @@ def register_tiny_lora_targets() -> None:
         family = get_family(name)
         if set(TINY_LORA_TARGETS) <= set(family.lora_targets):
             continue  # registered already (the hook runs once per loader)
-        blocks = f"(?:{family.lora_blocks}|{TINY_LORA_BLOCKS})"
+        blocks = (family.lora_blocks if family.lora_blocks == TINY_LORA_BLOCKS
+                  else f"(?:{family.lora_blocks}|{TINY_LORA_BLOCKS})")
         targets = family.lora_targets + tuple(t for t in TINY_LORA_TARGETS if t not in family.lora_targets)
         register_family(dataclasses.replace(family, lora_blocks=blocks, lora_targets=targets), replace=True)
