@@ -5,6 +5,7 @@
     python -m dllm_jepa_train.toy.demo --seeds 3       # three fine-tunes per method: mean ± std, paired deltas
     python -m dllm_jepa_train.toy.demo --size small    # the CI-sized run, a few minutes
     python -m dllm_jepa_train.toy.demo --fresh         # start over instead of reusing finished stages
+    python -m dllm_jepa_train.toy.demo --lora          # both fine-tunes train LoRA adapters (demo_runs_lora/)
 
 Stages, each the real command a user runs on real checkpoints:
   data         synthetic GSM8K / Spider / NL-RX / Django / text data in the layout of the real releases
@@ -86,6 +87,7 @@ from typing import Callable
 
 import yaml
 
+from dllm_jepa_train.config import LoraConfig
 from dllm_jepa_train.toy import toy_name
 from dllm_jepa_train.toy.report import build_summary
 
@@ -114,6 +116,9 @@ SIZES = {
                       eval_limit=3, eval_steps=8, probe_docs=12),
 }
 METHODS = ("baseline", "jepa")  # the two fine-tunes; the base is evaluated once
+# --lora: both fine-tunes train adapters (section lora; our extension, the paper fine-tunes every weight) with
+# these overrides and otherwise the same recipe; the rank is the trainer's default.
+LORA_OVERRIDES = {"lora.enabled": "true"}
 
 
 class StageError(RuntimeError):
@@ -292,7 +297,7 @@ def checkpoint_of(root: Path, method: str, seed: int | None = None) -> Path:
     return root / run_name(method, seed) / "final"
 
 
-def _finetune(method: str, seed: int) -> Callable[[Path, DemoSize, dict[str, str]], None]:
+def _finetune(method: str, seed: int, lora: bool = False) -> Callable[[Path, DemoSize, dict[str, str]], None]:
     def stage(root: Path, size: DemoSize, env: dict[str, str]) -> None:
         name = run_name(method, seed)
         run_logged(_trainer_cmd(f"demo_{method}.yaml", {
@@ -301,6 +306,7 @@ def _finetune(method: str, seed: int) -> Callable[[Path, DemoSize, dict[str, str
             "optim.epochs": size.finetune_epochs,
             "run.seed": seed,
             "run.output_dir": root / name,
+            **(LORA_OVERRIDES if lora else {}),
         }), root / "logs" / f"{name}.log", env, name)
     return stage
 
@@ -351,7 +357,7 @@ def _compare(seeds: list[int]) -> Callable[[Path, DemoSize, dict[str, str]], Non
     return stage
 
 
-def _summary(seeds: list[int]) -> Callable[[Path, DemoSize, dict[str, str]], None]:
+def _summary(seeds: list[int], lora: bool = False) -> Callable[[Path, DemoSize, dict[str, str]], None]:
     def stage(root: Path, size: DemoSize, env: dict[str, str]) -> None:
         canvas = {task: facts.canvas for task, facts in toy_task_defaults().items()}
         settings = (f"Toy scale: synthetic data, a {tiny_description()} pre-trained on the demo's text corpus; "
@@ -360,7 +366,10 @@ def _summary(seeds: list[int]) -> Callable[[Path, DemoSize, dict[str, str]], Non
                     f"blocks of {BLOCK_LENGTH}, greedy; raw generations scored by the real tasks' metrics. Fine-tunes: "
                     f"{mixture_description(root / 'data' / 'finetune.jsonl')} per epoch, "
                     f"{size.finetune_epochs} epoch{'s' if size.finetune_epochs > 1 else ''}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; baseline and JEPA "
-                    f"differ only in jepa.lambda (0 / 1).")
+                    f"differ only in jepa.lambda (0 / 1)."
+                    + (f" Both fine-tunes train LoRA adapters (rank {LoraConfig.rank}, alpha {LoraConfig.alpha:g}, "
+                       "the blocks' attention and MLP projections; our extension: the paper fine-tunes every "
+                       "weight)." if lora else ""))
         text = build_summary(
             root / "eval" / "base",
             [root / "eval" / run_name("baseline", s) for s in seeds],
@@ -371,47 +380,54 @@ def _summary(seeds: list[int]) -> Callable[[Path, DemoSize, dict[str, str]], Non
     return stage
 
 
-def stages_for(seeds: list[int]) -> list[tuple[str, Callable[[Path, DemoSize, dict[str, str]], None]]]:
-    """Every stage of a demo with these seeds, in order; names are stable, so a rerun reuses them."""
+def stages_for(seeds: list[int], lora: bool = False) -> list[tuple[str, Callable[[Path, DemoSize, dict[str, str]], None]]]:
+    """Every stage of a demo with these seeds (LoRA fine-tunes with `lora`), in order; names are stable, so a
+    rerun reuses them (a root holds one kind of demo: `run_demo` checks)."""
     return [
         ("data", stage_data),
         ("pretrain", stage_pretrain),
         ("finetune_data", stage_finetune_data),
-        *[(run_name(m, s), _finetune(m, s)) for s in seeds for m in METHODS],
+        *[(run_name(m, s), _finetune(m, s, lora)) for s in seeds for m in METHODS],
         ("eval_base", _evaluate("base", None)),
         *[(f"eval_{run_name(m, s)}", _evaluate(m, s)) for s in seeds for m in METHODS],
         # The next three read every seed's runs: their names carry the seed count, so adding seeds reruns them.
         (f"probe_{len(seeds)}seeds", _probe(seeds)),
         (f"compare_{len(seeds)}seeds", _compare(seeds)),
-        (f"summary_{len(seeds)}seeds", _summary(seeds)),
+        (f"summary_{len(seeds)}seeds", _summary(seeds, lora)),
     ]
 
 
 STAGES = stages_for(seeds_of(1))
 
 
-def _load_state(path: Path, size_name: str) -> dict:
+def _load_state(path: Path, size_name: str, lora: bool = False) -> dict:
     if not path.exists():
-        return {"size": size_name, "done": {}}
+        return {"size": size_name, "lora": lora, "done": {}}
     state = json.loads(path.read_text())
     if state.get("size") != size_name:
         raise StageError(f"{path.parent} holds a '{state.get('size')}' demo; rerun with --size "
                          f"{state.get('size')}, another --root, or --fresh")
+    if state.get("lora", False) != lora:
+        kind = "a LoRA" if state.get("lora") else "a full fine-tuning"
+        raise StageError(f"{path.parent} holds {kind} demo; rerun {'with' if state.get('lora') else 'without'} "
+                         "--lora, with another --root, or with --fresh")
     return state
 
 
-def run_demo(root: Path, size_name: str = "default", fresh: bool = False, num_seeds: int = 1) -> dict[str, float]:
-    """Run every stage not yet finished under `root`; return {stage: seconds} of this and earlier runs."""
+def run_demo(root: Path, size_name: str = "default", fresh: bool = False, num_seeds: int = 1,
+             lora: bool = False) -> dict[str, float]:
+    """Run every stage not yet finished under `root` (LoRA fine-tunes with `lora`); return {stage: seconds} of
+    this and earlier runs."""
     if size_name not in SIZES:
         raise StageError(f"--size must be one of {', '.join(SIZES)}; got {size_name!r}")
     size = SIZES[size_name]
-    stages = stages_for(seeds_of(num_seeds))
+    stages = stages_for(seeds_of(num_seeds), lora)
     root = root.resolve()
     if fresh and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     state_path = root / "stages.json"
-    state = _load_state(state_path, size_name)
+    state = _load_state(state_path, size_name, lora)
     env = _env(root)
     for index, (name, stage) in enumerate(stages, start=1):
         header = f"[{index}/{len(stages)}] {name}"
@@ -436,15 +452,19 @@ def run_demo(root: Path, size_name: str = "default", fresh: bool = False, num_se
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", default="demo_runs", help="where every stage writes (default demo_runs/)")
+    parser.add_argument("--root", default=None, help="where every stage writes (default demo_runs/, with --lora "
+                        "demo_runs_lora/)")
     parser.add_argument("--size", default="default", choices=sorted(SIZES), help="default or small (CI)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="fine-tunes per method (seeds 42, 123, 777, ...); each adds about a third to the run time")
     parser.add_argument("--fresh", action="store_true", help="delete --root first and run every stage")
+    parser.add_argument("--lora", action="store_true", help="both fine-tunes train LoRA adapters on the frozen base "
+                        "(our extension; the paper fine-tunes every weight); the rest of the recipe is unchanged")
     args = parser.parse_args(argv)
+    args.root = args.root or ("demo_runs_lora" if args.lora else "demo_runs")
     wall = time.perf_counter()
     try:
-        timings = run_demo(Path(args.root), args.size, args.fresh, args.seeds)
+        timings = run_demo(Path(args.root), args.size, args.fresh, args.seeds, args.lora)
     except StageError as err:
         print(f"\ndemo failed: {err}", file=sys.stderr)
         return 1

@@ -78,7 +78,7 @@ def test_failing_stage_names_itself_and_keeps_earlier_stages(tmp_path, monkeypat
         raise ValueError("synthetic failure")
 
     stages = [("data", lambda root, size, env: None), ("pretrain", broken)]
-    monkeypatch.setattr(demo, "stages_for", lambda seeds: stages)
+    monkeypatch.setattr(demo, "stages_for", lambda seeds, lora=False: stages)
     assert demo.main(["--size", "small", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "stage 'pretrain' failed: ValueError: synthetic failure" in err
