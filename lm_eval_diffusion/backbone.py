@@ -211,7 +211,11 @@ def _load_config_and_tokenizer(source: CheckpointSource, trust_remote_code: bool
     try:
         config = AutoConfig.from_pretrained(source.base, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as err:
-        raise OSError(f"cannot load checkpoint {source.base!r}{of}{_hub_hint(source.base)}: {err}") from err
+        moved = ""
+        if source.adapter and Path(source.base).is_absolute() and not Path(source.base).exists():
+            moved = (f" (if the base is elsewhere on this machine, set base_model_name_or_path in "
+                     f"{Path(source.adapter) / ADAPTER_CONFIG} to it)")
+        raise OSError(f"cannot load checkpoint {source.base!r}{of}{_hub_hint(source.base)}: {err}{moved}") from err
     tokenizer_revision = revision if source.tokenizer == source.base else None
     try:
         tokenizer = AutoTokenizer.from_pretrained(
@@ -236,8 +240,9 @@ def merge_adapter(model: torch.nn.Module, source: CheckpointSource,
 
     `adapter_weights` (a safetensors file or a state dict with the key names of the adapter's
     adapter_model.safetensors) replaces the adapter's weights before merging, e.g. a LoRA run's EMA
-    (jepa/ema_adapter.safetensors). The merge runs in the base's load dtype (peft keeps the adapter
-    in fp32 and casts its product to the weight's dtype)."""
+    (jepa/ema_adapter.safetensors). The merged weights are in the base's load dtype: peft keeps the
+    adapter in fp32 and adds its product B A (times alpha / r) to each weight in the weight's dtype; a
+    non-finite merged weight is an error (peft's safe merge)."""
     from peft import PeftModel
     from peft.utils import set_peft_model_state_dict
 
@@ -270,7 +275,7 @@ def merge_adapter(model: torch.nn.Module, source: CheckpointSource,
             if "size mismatch" not in str(err):
                 raise
             raise size_mismatch(err, what) from None
-    return peft_model.merge_and_unload()
+    return peft_model.merge_and_unload(safe_merge=True)
 
 
 def _adapter_keys(adapter: str) -> list[str]:

@@ -127,13 +127,17 @@ def test_adapter_folder_and_peft_form_load_the_merged_model_of_the_peft_logits(l
     torch.testing.assert_close(merged, expected, rtol=1e-5, atol=1e-5)  # final_merged holds the same model
 
 
-def test_base_mismatch_names_both_paths_and_equal_spellings_of_the_base_pass(lora, tiny_checkpoints):
+def test_base_mismatch_names_both_paths_and_equal_spellings_of_the_base_pass(lora, tiny_checkpoints, tmp_path):
     other = tiny_checkpoints["llada_nopad"]
     with pytest.raises(ValueError, match="was made for base") as err:
         fp32_cpu(other, peft=str(lora["final"]))
     assert str(lora["base"]) in str(err.value) and str(other) in str(err.value) and str(lora["final"]) in str(err.value)
     respelled = f"{lora['base']}/../{lora['base'].name}/"
     assert resolve_checkpoint(respelled, str(lora["final"])).adapter == str(lora["final"])
+    moved = copy_adapter(lora["final"], tmp_path / "moved", base=str(tmp_path / "gone" / "base"))
+    with pytest.raises(OSError, match="base of LoRA adapter") as err:
+        fp32_cpu(moved)
+    assert str(moved) in str(err.value) and str(tmp_path / "gone" / "base") in str(err.value)
     with pytest.raises(ValueError, match="is itself a LoRA adapter folder"):
         resolve_checkpoint(str(lora["final"]), str(lora["final"]))
     with pytest.raises(ValueError, match="no adapter_config.json"):
