@@ -127,6 +127,27 @@ def test_adapter_folder_and_peft_form_load_the_merged_model_of_the_peft_logits(l
     torch.testing.assert_close(merged, expected, rtol=1e-5, atol=1e-5)  # final_merged holds the same model
 
 
+def test_a_dream_adapter_takes_the_family_and_logit_shift_from_its_base(lora, tiny_checkpoints, ids, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModel
+
+    from lm_eval_diffusion import families
+
+    torch.manual_seed(1)
+    model = AutoModel.from_pretrained(tiny_checkpoints["dream"], trust_remote_code=True, dtype=torch.float32)
+    pattern = families.lora_target_pattern(families.get_family("dream"))  # the fixture registered the tiny names
+    peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=pattern))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.2)
+    peft_model.eval().save_pretrained(tmp_path / "dream_adapter")
+    bb = fp32_cpu(tmp_path / "dream_adapter")
+    assert bb.spec.family == "dream" and bb.spec.shift_logits
+    with torch.no_grad():
+        torch.testing.assert_close(bb.logits(ids), peft_logits(peft_model, bb.spec, ids), rtol=1e-5, atol=1e-5)
+
+
 def test_base_mismatch_names_both_paths_and_equal_spellings_of_the_base_pass(lora, tiny_checkpoints, tmp_path):
     other = tiny_checkpoints["llada_nopad"]
     with pytest.raises(ValueError, match="was made for base") as err:
