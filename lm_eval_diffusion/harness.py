@@ -79,6 +79,7 @@ class DiffusionLM(TemplateLM):
             trust_remote_code=args.trust_remote_code,
             mask_id=args.mask_id,
             revision=args.revision,
+            peft=args.peft,
         )
         self.tokenizer = self.backbone.tokenizer
         spec = self.backbone.spec
@@ -105,6 +106,10 @@ class DiffusionLM(TemplateLM):
                 args.pretrained, spec.family, self.sampler, self.batch_size, self.backbone.honours_padding,
                 self._world_size,
             )
+            if "adapter" in self.backbone.extra:
+                extra = self.backbone.extra
+                logger.info("llada_diffusion: base %s + LoRA adapter %s, merged in %s (evaluated on the merged "
+                            "weights)", extra["base"], extra["adapter"], self.backbone.dtype)
 
     # ---- construction from the CLI -------------------------------------------------------------------
     @classmethod

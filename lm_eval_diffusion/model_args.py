@@ -31,7 +31,8 @@ DEFAULT_MAX_LENGTH = 4096  # when neither the config nor the tokenizer states a 
 class DiffusionLMArgs:
     """`--model_args` of DiffusionLM; values may arrive as strings and are parsed by `from_kwargs`."""
 
-    pretrained: str = ""  # checkpoint directory or hub id (required)
+    pretrained: str = ""  # checkpoint directory or hub id (required); a LoRA adapter folder loads its base + adapter
+    peft: str | None = None  # LoRA adapter folder (peft) merged into pretrained, which is then its base; None: none
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
     device: str | None = None  # None: cuda if available, else cpu; under data parallel cuda:LOCAL_RANK
     trust_remote_code: bool = True  # LLaDA and Dream ship their modeling code with the checkpoint

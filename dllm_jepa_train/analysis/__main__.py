@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = sub.add_parser("probe", help="held-out diffusion loss of a base and fine-tunes (functional forgetting)")
     probe.add_argument("--base", required=True, help="base checkpoint (local dir or hub id)")
-    probe.add_argument("--finetunes", nargs="+", required=True, help="fine-tuned checkpoints")
+    probe.add_argument("--finetunes", nargs="+", required=True,
+                       help="fine-tuned checkpoints (a LoRA adapter folder loads as its base + adapter, merged)")
     _text_options(probe)
     probe.add_argument("--num-docs", type=int, default=1000, help="the first N documents of the source")
     probe.add_argument("--seed", type=int, default=0, help="masks of document i come from (seed, i)")
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     drift = sub.add_parser("drift", help="per-layer drift 1 - cos(pooled hidden states) of fine-tunes from the base")
     drift.add_argument("--base", required=True, help="base checkpoint (local dir or hub id)")
     drift.add_argument("--finetunes", nargs="+", required=True,
-                       help="fine-tuned checkpoints; with exactly two (A B) the ratio A / B is reported")
+                       help="fine-tuned checkpoints (LoRA adapter folders too); with exactly two (A B) the "
+                            "ratio A / B is reported")
     _text_options(drift)
     drift.add_argument("--num-samples", type=int, default=100, help="the first N documents of the source")
     drift.add_argument("--include-embeddings", action="store_true",
@@ -70,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--out", default="drift.json", help="JSON output path")
 
     collapse = sub.add_parser("collapse", help="std, effective rank, cosine diversity of pooled z_L and z_H")
-    collapse.add_argument("--checkpoint", required=True, help="a trainer export, e.g. runs/jepa_s42/final")
+    collapse.add_argument("--checkpoint", required=True, help="a trainer export, e.g. runs/jepa_s42/final (a LoRA run's: "
+                          "its adapter folder, or final_merged)")
     collapse.add_argument("--config", default=None, help="run config (default: <checkpoint>/../config.yaml)")
     collapse.add_argument("--t-context", default=None,
                           help="t_L: number or lo,hi (default: the run's diffusion.t_context; 0.2 without a run config)")
@@ -88,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     collapse.add_argument("--seed", type=int, default=None, help="row choice and views (default: the run's run.seed)")
     collapse.add_argument("--max-length", type=int, default=None, help="default: the run's data.max_length")
     collapse.add_argument("--target", default="online", choices=("online", "ema"),
-                          help="weights for z_H: online (the checkpoint's, A.7) or ema (<checkpoint>/jepa/ema.safetensors)")
+                          help="weights for z_H: online (the checkpoint's, A.7) or ema (<checkpoint>/jepa/"
+                               "ema.safetensors; a LoRA adapter export: base + jepa/ema_adapter.safetensors)")
     _model_options(collapse)
     collapse.add_argument("--out", default="collapse.json", help="JSON output path")
 

@@ -4,7 +4,9 @@ The protocol of the paper's A.7 (Table 13) by default: the online model (the che
 encodes both views of the first 100 Wikitext-103 validation paragraphs (`--text-file` gives the
 documents offline, one per line), so base, baseline and JEPA checkpoints are measured alike. `--target ema`
 takes z_H from the EMA target saved in <checkpoint>/jepa/ema.safetensors instead (what the trainer's
-own `collapse` log entries use); `--data run` takes the documents from the run's data source, held-out
+own `collapse` log entries use); for a LoRA export (an adapter folder) the target is the base with the
+adapters' EMA, <checkpoint>/jepa/ema_adapter.safetensors, merged in place of the adapter (a merged export,
+final_merged/, holds no EMA: use final/); `--data run` takes the documents from the run's data source, held-out
 split (gsm8k: test; spider/nlrx/django: validation), instead of Wikitext.
 
 Uses the trainer's own pieces, so the numbers mean what the training log's entries mean: rows from
@@ -27,6 +29,7 @@ Smallest CPU run (a run directory written by the trainer):
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import random
 from dataclasses import asdict, dataclass
@@ -44,12 +47,14 @@ from dllm_jepa_train.analysis.common import (
 from dllm_jepa_train.config import ConfigError, DataConfig, TrainConfig, t_range
 from dllm_jepa_train.data import DiffusionCollator, load_examples, tokenize_examples
 from dllm_jepa_train.objectives import collapse_stats, pool_embeddings
+from lm_eval_diffusion.backbone import is_adapter_dir
 
 log = logging.getLogger(__name__)
 
 TARGETS = ("online", "ema")
 DATA_SOURCES = ("wikitext", "run")
 EMA_FILE = Path("jepa") / "ema.safetensors"
+EMA_ADAPTER_FILE = Path("jepa") / "ema_adapter.safetensors"  # a LoRA export's: the adapters' EMA, peft key names
 # A.7's mask rates (the paper's recipe), for a checkpoint without a run config (a base model).
 BASE_T_CONTEXT, BASE_T_TARGET = 0.2, 0.7
 
@@ -70,7 +75,7 @@ class CollapseSettings:
     seed: int | None = None  # row choice and views; None: run.seed of the run config (0 without one)
     max_length: int | None = None  # None: data.max_length of the run config (else 512)
     batch_size: int = 8  # rows per forward
-    target: str = "online"  # online: z_H from the checkpoint's weights too (A.7) | ema: from jepa/ema.safetensors
+    target: str = "online"  # online: z_H from the checkpoint's weights too (A.7) | ema: its EMA (jepa/ema*.safetensors)
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bfloat16 | float16 | float32
     device: str | None = None  # None: cuda if available, else cpu
     compile: bool = False  # forwards through torch.compile, dynamic shapes (numbers equal up to kernel rounding)
@@ -153,6 +158,21 @@ def load_ema(backbone, path: Path) -> None:
         raise AnalysisError(f"{path} lacks backbone parameters, e.g. {missing[:3]} ({len(missing)} in all)")
 
 
+def missing_ema_message(checkpoint: Path, ema_path: Path) -> str:
+    """Why `--target ema` cannot run on `checkpoint`, and where its EMA is when it is elsewhere."""
+    meta_file = checkpoint / "jepa" / "config.json"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
+        is_lora_meta = isinstance(meta.get("lora"), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        is_lora_meta = False
+    if not is_adapter_dir(checkpoint) and (checkpoint.name == "final_merged" or is_lora_meta):
+        adapter_export = checkpoint.parent / "final" if checkpoint.name == "final_merged" else "the run's final/"
+        return (f"--target ema: {checkpoint} is a merged LoRA export, which holds no EMA; run it on the adapter "
+                f"export {adapter_export} (its jepa/ema_adapter.safetensors)")
+    return f"--target ema: {ema_path} does not exist (a baseline run or a base model has no EMA)"
+
+
 def embed_views(backbone, batches: list[dict[str, torch.Tensor]], view: str, desc: str) -> torch.Tensor:
     """(N, D) fp32 pooled last hidden state of one view ('context' or 'target') over all batches."""
     out = []
@@ -194,10 +214,11 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
     max_length = settings.max_length or data.max_length
     use_attention_mask = data.use_attention_mask
 
-    ema_path = Path(checkpoint) / EMA_FILE
+    is_lora = is_adapter_dir(checkpoint)
+    ema_path = Path(checkpoint) / (EMA_ADAPTER_FILE if is_lora else EMA_FILE)
     target = settings.target
     if target == "ema" and not ema_path.is_file():
-        raise AnalysisError(f"--target ema: {ema_path} does not exist (a baseline run or a base model has no EMA)")
+        raise AnalysisError(missing_ema_message(Path(checkpoint), ema_path))
 
     backbone = load_model(checkpoint, settings.dtype, settings.device, settings.compile)
     spec = backbone.spec
@@ -218,7 +239,11 @@ def run_collapse(checkpoint: str, settings: CollapseSettings) -> dict:
     batches = [collator([{**rows[i], "index": i, "epoch": 0} for i in chosen[start:start + settings.batch_size]])
                for start in range(0, len(chosen), max(1, settings.batch_size))]
     z_context = embed_views(backbone, batches, "context", desc=f"z_L {checkpoint}")
-    if target == "ema":
+    if target == "ema" and is_lora:
+        # The target is the same base with the EMA adapter merged: a second merge, one model resident at a time.
+        release(backbone)
+        backbone = load_model(checkpoint, settings.dtype, settings.device, settings.compile, adapter_weights=ema_path)
+    elif target == "ema":
         load_ema(backbone, ema_path)
     z_target = embed_views(backbone, batches, "target", desc=f"z_H {checkpoint}")
     release(backbone)

@@ -22,7 +22,9 @@ WIKITEXT = ("Salesforce/wikitext", "wikitext-103-raw-v1", "validation")  # (path
 # Wikitext section titles look like " = Title = " or " = = Subsection = = "; they are not prose.
 _WIKITEXT_HEADER = re.compile(r"^\s*(=\s*)+[^=].*?(\s*=)+\s*$")
 RUN_CONFIG_NAMES = ("config.yaml", "config.yml", "config.json")  # the trainer writes config.yaml
-EXPORT_NAME = re.compile(r"final|epoch_\d+")  # folders the trainer exports checkpoints to
+# Folders the trainer exports checkpoints to; a LoRA run's final/ and epoch_<n>/ are adapter folders and
+# final_merged/ (on request) its base + adapters merged.
+EXPORT_NAME = re.compile(r"final|final_merged|epoch_\d+")
 
 
 def read_text_file(path: str | Path) -> list[str]:
@@ -100,7 +102,8 @@ def checkpoint_label(path: str) -> str:
 
 
 def load_tokenizer_facts(path: str) -> tuple[dict[str, int], int]:
-    """(tokenizer vocabulary, config vocab size) of a checkpoint, without loading its weights."""
+    """(tokenizer vocabulary, config vocab size) of a checkpoint, without loading its weights (a LoRA
+    adapter folder: its base's config, its own tokenizer else the base's)."""
     from lm_eval_diffusion.backbone import load_config_and_tokenizer
 
     try:
@@ -128,16 +131,22 @@ def check_same_tokenizer(base: str, others: list[str]) -> None:
             )
 
 
-def load_model(path: str, dtype: str, device: str | None, use_compile: bool = False) -> Any:
+def load_model(path: str, dtype: str, device: str | None, use_compile: bool = False,
+               adapter_weights: str | Path | None = None) -> Any:
     """`lm_eval_diffusion.backbone.load_backbone` with its errors turned into AnalysisError; with
     `use_compile` (--compile) its forward runs through torch.compile, every dimension dynamic (no padding
-    is added, so results equal eager ones up to kernel rounding), and `release` logs the graph count."""
+    is added, so results equal eager ones up to kernel rounding), and `release` logs the graph count.
+    A LoRA adapter folder loads as its base with the adapter merged (`adapter_weights`, e.g. the EMA's
+    file, in place of the adapter's own)."""
     from lm_eval_diffusion.backbone import load_backbone
 
     try:
-        backbone = load_backbone(str(path), dtype=dtype, device=device)
+        backbone = load_backbone(str(path), dtype=dtype, device=device, adapter_weights=adapter_weights)
     except (OSError, ValueError) as err:
         raise AnalysisError(f"cannot load checkpoint {path}: {err}") from None
+    if "adapter" in backbone.extra:
+        log.info("%s: base %s + LoRA adapter%s, merged in %s", path, backbone.extra["base"],
+                 f" weights {adapter_weights}" if adapter_weights else "", backbone.dtype)
     if use_compile:
         from lm_eval_diffusion.compiled import compile_backbone
 
@@ -280,8 +289,9 @@ def identity_from_config(cfg: Any, config_path: Path | None = None) -> RunIdenti
 def find_run_config(checkpoint: str) -> Path | None:
     """The trainer's saved config of the run that exported `checkpoint` (<run_dir>/final -> <run_dir>/config.yaml).
 
-    Only the trainer's exports qualify (a folder named `final` or `epoch_<n>`): a tiny run's generated
-    base model also lives in <run_dir>/base, and must not pass for the fine-tune.
+    Only the trainer's exports qualify (a folder named `final`, `final_merged` or `epoch_<n>`, a HF
+    checkpoint or a LoRA adapter folder): a tiny run's generated base model also lives in <run_dir>/base,
+    and must not pass for the fine-tune.
     """
     local = Path(checkpoint).expanduser()
     if not local.is_dir() or not EXPORT_NAME.fullmatch(local.resolve().name):

@@ -2,7 +2,8 @@
 
 A run is identified by its cell, then its method (with the method's own settings), then its seed,
 all read from the trainer's saved config of the checkpoint that was evaluated (`model_args`
-pretrained=<run_dir>/final -> <run_dir>/config.yaml, through `dllm_jepa_train.config`). The cell is
+pretrained=<run_dir>/final, or peft=<run_dir>/final for a LoRA adapter on a given base, ->
+<run_dir>/config.yaml, through `dllm_jepa_train.config`; final_merged/ and epoch_<n>/ too). The cell is
 every setting that changes what a run learns (backbone, task, schedule t_L / lr / epochs, ...), the
 method is baseline (jepa.lambda 0), jepa, anchor or jepa+anchor, and the variant its own settings
 (lambda, k, t_H, ...; k = 0 is the "no predictor" ablation, t_H = t_L "symmetric views"). A
@@ -97,8 +98,12 @@ def results_files(path: str | Path) -> list[Path]:
 
 
 def is_checkpoint_dir(path: Path) -> bool:
-    """A Hugging Face checkpoint folder: a config.json and no results files."""
-    return path.is_dir() and (path / "config.json").is_file() and not any(path.rglob("results_*.json"))
+    """A Hugging Face checkpoint folder (a config.json) or a peft LoRA adapter folder (adapter_config.json),
+    with no results files."""
+    from lm_eval_diffusion.backbone import is_adapter_dir
+
+    is_checkpoint = (path / "config.json").is_file() or is_adapter_dir(path)
+    return path.is_dir() and is_checkpoint and not any(path.rglob("results_*.json"))
 
 
 def build_labels(run_args: list[str]) -> tuple[Labels, list[Path]]:
@@ -208,7 +213,8 @@ class RunTable:
             raise AnalysisError(f"results file {file} is not lm-eval output: no non-empty `results` object")
         config = data.get("config") if isinstance(data.get("config"), dict) else {}
         model_args = parse_model_args(config.get("model_args"), file)
-        checkpoint = model_args.get("pretrained")
+        # pretrained=<base>,peft=<adapter>: the adapter folder is the run's checkpoint, the base is shared.
+        checkpoint = model_args.get("peft") or model_args.get("pretrained")
         identity = identify(checkpoint, labels, str(file), labels.by_results.get(str(file.resolve())))
         run = self.get(identity, checkpoint, str(file))
         configs = data.get("configs") if isinstance(data.get("configs"), dict) else {}
