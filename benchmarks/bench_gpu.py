@@ -154,7 +154,7 @@ def memory_module_gb(n_layers: int, optimizer: str, checkpointing: bool, sizes: 
         counts = {"num_trainable": num_backbone + num_predictor, "num_ema": num_backbone - shape.vocab * shape.width}
     est = memory_estimate(**counts, engine="torch", weight_bytes=2, compute_bytes=2, shape=shape,
                           micro_batch=sizes["micro"], length=sizes["seq_len"], checkpointing=checkpointing,
-                          use_jepa=True)
+                          use_jepa=True, target_has_head=lora)
     return est["total"] - (est["optimizer"] if optimizer == "sgd" else 0.0)
 
 

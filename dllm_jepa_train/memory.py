@@ -44,8 +44,10 @@ key/value width Dkv = D x kv_heads / heads, vocabulary V)
   assumed masked is the context view's t (the top of its range when t is drawn per row: the trainer
   passes `diffusion.t_context`'s upper end), counted over all L positions, prompts included (an upper
   bound: prompts are never masked).
-- JEPA's target forward (no grad, no output head): the layers + 1 hidden states that
-  output_hidden_states keeps plus one layer's intermediates. It runs before the context forward, so
+- JEPA's target forward (no grad): the layers + 1 hidden states that output_hidden_states keeps plus
+  one layer's intermediates, plus its logits (B x L x V at c bytes) where the target keeps the head
+  (LoRA: the target is the online peft model with the adapters' EMA swapped in; full fine-tuning's
+  EMA copy drops its head). It runs before the context forward, so
   the two never coexist: adding them is an upper bound. The predictor's activations (B x D per layer)
   are left out.
 Not counted: the CUDA context and kernels' workspaces, allocator fragmentation, the tokenizer's and data
@@ -189,7 +191,7 @@ def memory_estimate(
     ema_shadow: bool = True, num_anchor: int = 0, bucket_elements: int = 2 * REDUCE_BUCKET_SIZE,
     shape: Shape | None = None, micro_batch: int = 0, length: int = 0, checkpointing: bool = True,
     masked_fraction: float = 0.2, use_jepa: bool = False, adapter_values: tuple[int, int] = (0, 0),
-    shifted_logits: bool = False,
+    shifted_logits: bool = False, target_has_head: bool = False,
 ) -> dict[str, float]:
     """Per-rank GB of each part (module docstring) and their "total".
 
@@ -233,7 +235,8 @@ def memory_estimate(
         out["logits"] = logits + 8 * masked_fraction * tokens * shape.vocab
         if use_jepa:
             hidden = (shape.layers + 1) * tokens * shape.width * compute_bytes
-            out["target_forward"] = hidden + tokens * shape.layer_values() * compute_bytes
+            head = tokens * shape.vocab * compute_bytes if target_has_head else 0
+            out["target_forward"] = hidden + tokens * shape.layer_values() * compute_bytes + head
     gb = {name: value / GB for name, value in out.items()}
     gb["total"] = sum(gb.values())
     return gb
@@ -260,7 +263,7 @@ def shape_estimate(
         num_trainable=trainable + num_predictor, num_frozen=frozen, engine="deepspeed", zero_stage=zero_stage,
         world_size=world_size, num_ema=ema if use_jepa else 0, shape=shape, micro_batch=micro_batch, length=length,
         checkpointing=checkpointing, masked_fraction=masked_fraction, use_jepa=use_jepa,
-        adapter_values=adapter_values,
+        adapter_values=adapter_values, target_has_head=bool(lora_rank),
     )
 
 

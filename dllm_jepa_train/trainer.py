@@ -159,12 +159,13 @@ class Trainer:
             engine=cfg.run.engine, zero_stage=cfg.run.zero_stage, world_size=self.dist.world_size,
             weight_bytes=weight_bytes, frozen_bytes=frozen[0].element_size() if frozen else None,
             compute_bytes=compute_bytes, num_ema=num_ema,
-            # EmaTarget keeps a compute-dtype shadow under bf16 compute; the adapters' EMA only with bf16 adapters.
-            ema_shadow=cfg.jepa.ema_shadow and (not is_lora or weight_bytes < 4),
+            # EmaTarget keeps a compute-dtype shadow under bf16 compute; the adapters' EMA whenever they are bf16.
+            ema_shadow=weight_bytes < 4 if is_lora else cfg.jepa.ema_shadow,
             num_anchor=num_trainable_backbone if self.anchor is not None else 0, bucket_elements=buckets,
             shape=shape, micro_batch=cfg.optim.micro_batch_size, length=cfg.data.max_length,
             checkpointing=is_checkpointed, masked_fraction=masked, use_jepa=self.use_jepa,
             adapter_values=adapter_activation_values(backbone, shape.layers), shifted_logits=self.spec.shift_logits,
+            target_has_head=bool(getattr(self.target, "has_head", False)),
         )
         self.memory = est
         engine = (f"deepspeed {cfg.run.precision} ZeRO-{cfg.run.zero_stage}" if is_deepspeed

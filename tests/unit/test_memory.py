@@ -94,6 +94,9 @@ def test_jepa_adds_the_predictor_the_ema_and_the_target_forward():
     assert base["ema"] == base["target_forward"] == 0
     assert jepa["target_forward"] * GB == pytest.approx((4 * 10 * 8 + 10 * 144) * 2)  # 4 hidden states + 1 layer
     assert jepa["activations"] == base["activations"]
+    # LoRA's target is the online model with the adapters' EMA swapped in: its head runs too (10 x 10 x 2 B)
+    lora = shape_estimate(SMALL, lora_rank=1, use_jepa=True, micro_batch=2, length=5)
+    assert (lora["target_forward"] - jepa["target_forward"]) * GB == pytest.approx(200)
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])
