@@ -28,6 +28,9 @@ A summary prints every criterion; the exit status is 1 only when the reference a
 token, never for a missed speed target. Where `lm_eval_diffusion.compiled` is missing, part 3 says so
 and times `torch.compile(model)` instead. `--train-compile` adds to part 4 a row with the trainer's
 compile switch (`model.compile`) on, SGD with checkpointing (it costs the compiles of both arms).
+`--lora` trains LoRA adapters in part 4 (`--lora.enabled true`: the trainer's default rank and modules
+over a frozen base); its depth comes from `dllm_jepa_train.memory` (all 32 layers fit either card).
+Every part-4 row prints, beside the measured peak, `dllm_jepa_train.memory`'s estimate of the JEPA arm.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_generate as gen  # noqa: E402
 import bench_train_step as train  # noqa: E402
+from dllm_jepa_train.memory import (  # noqa: E402
+    LLADA_LORA_MODULES, Shape, lora_activation_values, lora_parameters, memory_estimate, predictor_parameters,
+)
 from dllm_jepa_train.toy.models import LLADA_8B_SHAPE  # noqa: E402
 from lm_eval_diffusion.sampler import LladaSamplerConfig, llada_generate  # noqa: E402
 
@@ -60,6 +66,8 @@ RATIO_TARGET = 1.20  # JEPA / baseline step time
 EMA_TARGET = 1.3  # EMA update time / its 12-bytes-per-parameter bound
 EMA_BYTES_PER_PARAM = 12  # read + write fp32 master (8), read bf16 online (2), write bf16 shadow (2)
 MEMORY_HEADROOM = 0.92  # share of the card's memory the layer estimate may plan for
+SLACK_GB = 10.0  # logits' workspace, kernels' workspaces, allocator slack (train_peak_gb's calibrated constant)
+PREDICTOR_DEPTH = 2  # the trainer's default jepa.predictor_depth, which bench_train_step keeps
 
 
 @dataclass(frozen=True)
@@ -130,11 +138,37 @@ def train_peak_gb(n_layers: int, optimizer: str, checkpointing: bool, width: int
     return (1.1 * state + per_token_layer * seq_tokens * n_layers) / 1e9 + 10.0
 
 
-def train_layers(total_gb: float, optimizer: str, checkpointing: bool, sizes: dict, max_layers: int = 32) -> int:
-    """The most layers (<= max_layers, even) whose estimated peak fits MEMORY_HEADROOM of the card."""
-    fits = [n for n in range(2, max_layers + 1, 2)
-            if train_peak_gb(n, optimizer, checkpointing, sizes["width"], sizes["mlp_hidden"], sizes["vocab"],
-                             sizes["micro"] * sizes["seq_len"]) <= MEMORY_HEADROOM * total_gb]
+def memory_module_gb(n_layers: int, optimizer: str, checkpointing: bool, sizes: dict, lora: bool) -> float:
+    """`dllm_jepa_train.memory`'s estimate of bench_train_step's JEPA arm: torch engine with bf16 weights
+    (AdamW's m, v in bf16; SGD keeps none), EMA with its bf16 shadow, predictor depth 2; with `lora`, rank
+    16 adapters on LLaDA's default modules over a frozen bf16 base (the LLaDA-shaped model fuses q, k, v
+    into `qkv`: it has 10% fewer adapter parameters than counted here)."""
+    shape = Shape(sizes["width"], n_layers, sizes["heads"], sizes["mlp_hidden"], sizes["vocab"])
+    num_backbone = shape.num_parameters()
+    num_predictor = predictor_parameters(shape.width, PREDICTOR_DEPTH)
+    if lora:
+        num_adapters = lora_parameters(shape, 16, LLADA_LORA_MODULES)
+        counts = {"num_trainable": num_adapters + num_predictor, "num_frozen": num_backbone, "num_ema": num_adapters,
+                  "adapter_values": lora_activation_values(shape, 16)}
+    else:
+        counts = {"num_trainable": num_backbone + num_predictor, "num_ema": num_backbone - shape.vocab * shape.width}
+    est = memory_estimate(**counts, engine="torch", weight_bytes=2, compute_bytes=2, shape=shape,
+                          micro_batch=sizes["micro"], length=sizes["seq_len"], checkpointing=checkpointing,
+                          use_jepa=True, target_has_head=lora)
+    return est["total"] - (est["optimizer"] if optimizer == "sgd" else 0.0)
+
+
+def train_layers(total_gb: float, optimizer: str, checkpointing: bool, sizes: dict, max_layers: int = 32,
+                 lora: bool = False) -> int:
+    """The most layers (<= max_layers, even) whose estimated peak fits MEMORY_HEADROOM of the card: full
+    fine-tuning by `train_peak_gb` (calibrated), LoRA by `memory_module_gb` + SLACK_GB (not yet measured)."""
+    def peak(n):
+        if lora:
+            return memory_module_gb(n, optimizer, checkpointing, sizes, lora=True) + SLACK_GB
+        return train_peak_gb(n, optimizer, checkpointing, sizes["width"], sizes["mlp_hidden"], sizes["vocab"],
+                             sizes["micro"] * sizes["seq_len"])
+
+    fits = [n for n in range(2, max_layers + 1, 2) if peak(n) <= MEMORY_HEADROOM * total_gb]
     return max(fits, default=1)
 
 
@@ -270,32 +304,36 @@ def run_compile(plan: Plan, model, offset: torch.Tensor, eager: dict[int, tuple]
 
 
 # ---- parts 4-5: training step and EMA ----------------------------------------------------------------
-def run_train(plan: Plan, device: str, dtype: torch.dtype, out: Path, train_compile: bool, verdicts: dict) -> None:
+def run_train(plan: Plan, device: str, dtype: torch.dtype, out: Path, train_compile: bool, verdicts: dict,
+              lora: bool = False) -> None:
     """Part 4 (and the EMA figures of part 5): SGD with checkpointing on and off, then AdamW; with
-    `train_compile`, SGD with checkpointing again under the trainer's `model.compile`."""
+    `train_compile`, SGD with checkpointing again under the trainer's `model.compile`; with `lora`, every
+    row trains LoRA adapters (`--lora.enabled true`)."""
     sizes = plan.train
     if device == "cuda":
         total_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
         bandwidth = copy_bandwidth(device, 2 << 30)
         # SGD's depth must fit checkpointing off too (one depth for both rows); AdamW runs with it on.
-        layers = {"sgd": train_layers(total_gb, "sgd", False, sizes),
-                  "adamw": train_layers(total_gb, "adamw", True, sizes)}
+        layers = {"sgd": train_layers(total_gb, "sgd", False, sizes, lora=lora),
+                  "adamw": train_layers(total_gb, "adamw", True, sizes, lora=lora)}
     else:
         bandwidth = copy_bandwidth(device, 64 << 20)
         layers = {"sgd": 1, "adamw": 1}
     print(f"copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write); micro-batch {sizes['micro']} x "
-          f"{sizes['seq_len']} tokens, accumulation {sizes['accum']}, {sizes['steps']} timed steps per arm (median)")
+          f"{sizes['seq_len']} tokens, accumulation {sizes['accum']}, {sizes['steps']} timed steps per arm (median)"
+          f"{'; LoRA adapters (the trainer defaults) over a frozen base' if lora else ''}")
     print("| optimizer | layers | params | checkpointing | compile | baseline s/step | JEPA s/step | JEPA / baseline | "
-          "peak GB (baseline / JEPA) | EMA update ms | EMA bound ms | EMA / bound |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "peak GB (baseline / JEPA) | estimate GB (JEPA) | EMA update ms | EMA bound ms | EMA / bound |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = [("sgd", True, False), ("sgd", False, False), ("adamw", True, False)]
     if train_compile:
         rows.append(("sgd", True, True))
     for optimizer, checkpointing, compiled in rows:
         # The trainer's compile switch (issue 21, ask 2); load_config names it if this branch lacks it.
         overrides = ["--model.compile", "true"] if compiled else []
-        name = f"{optimizer}, checkpointing {'on' if checkpointing else 'off'}{', compiled' if compiled else ''}"
-        arms = time_arms(sizes, layers[optimizer], optimizer, checkpointing, device, dtype, out, overrides)
+        name = (f"{optimizer}, checkpointing {'on' if checkpointing else 'off'}{', compiled' if compiled else ''}"
+                f"{', LoRA' if lora else ''}")
+        arms = time_arms(sizes, layers[optimizer], optimizer, checkpointing, device, dtype, out, overrides, lora)
         if arms is None:
             verdicts[f"train step fits ({name})"] = (False, f"out of memory down to {layers[optimizer] * 3 // 4} "
                                                             "layers", False)
@@ -308,20 +346,21 @@ def run_train(plan: Plan, device: str, dtype: torch.dtype, out: Path, train_comp
         ema_ratio = jepa["ema_update_s"] / ema_bound
         peak = f"{base['peak_gb']:.1f} / {jepa['peak_gb']:.1f}" if "peak_gb" in base else "-"
         params = train_params(n_layers, sizes["width"], sizes["mlp_hidden"], sizes["vocab"])
+        estimate = memory_module_gb(n_layers, optimizer, checkpointing, sizes, lora)
         name += f", {n_layers} layers"
         verdicts[f"JEPA / baseline <= {RATIO_TARGET} ({name})"] = (ratio <= RATIO_TARGET, f"{ratio:.3f}", False)
         verdicts[f"EMA update / bound <= {EMA_TARGET} ({name})"] = (ema_ratio <= EMA_TARGET, f"{ema_ratio:.2f}", False)
         print(f"| {optimizer} | {n_layers} | {params / 1e9:.2f}B | {'on' if checkpointing else 'off'} | "
               f"{'on' if compiled else 'off'} | {base['s_per_step']:.3f} | {jepa['s_per_step']:.3f} | {ratio:.3f} | "
-              f"{peak} | {jepa['ema_update_s'] * 1e3:.2f} | {ema_bound * 1e3:.2f} | {ema_ratio:.2f} |")
+              f"{peak} | {estimate:.1f} | {jepa['ema_update_s'] * 1e3:.2f} | {ema_bound * 1e3:.2f} | {ema_ratio:.2f} |")
 
 
 def time_arms(sizes: dict, n_layers: int, optimizer: str, checkpointing: bool, device: str, dtype: torch.dtype,
-              out: Path, overrides: list[str]) -> tuple[int, dict, dict] | None:
+              out: Path, overrides: list[str], lora: bool = False) -> tuple[int, dict, dict] | None:
     """(layers, baseline, JEPA) of `bench_train_step.time_variant` at `n_layers`, or, if that runs out of
     memory (the layer estimate is an estimate), at 3/4 of them; None if both do."""
     for layers in (n_layers, n_layers * 3 // 4):
-        args = Namespace(**sizes, layers=layers, optimizer=optimizer, out=out, overrides=overrides)
+        args = Namespace(**sizes, layers=layers, optimizer=optimizer, out=out, overrides=overrides, lora=lora)
         oom = None
         try:
             base = train.time_variant(args, torch.device(device), dtype, 0.0, checkpointing)
@@ -349,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", action="store_true", help="smoke test: every part at tiny shapes, no compile")
     parser.add_argument("--train-compile", action="store_true",
                         help="part 4: add SGD with checkpointing under the trainer's compile switch (model.compile)")
+    parser.add_argument("--lora", action="store_true",
+                        help="part 4: train LoRA adapters (--lora.enabled true) over a frozen base, at the depth "
+                             "dllm_jepa_train.memory fits")
     args = parser.parse_args(argv)
     if not args.cpu and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on one H100/H200, or pass --cpu for the smoke test")
@@ -357,12 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu:
         torch.set_num_threads(1)  # two threads on a busy shared machine made CPU runs 10x slower
     try:
-        return run(plan, args.train_compile)
+        return run(plan, args.train_compile, args.lora)
     finally:
         torch.set_num_threads(threads)
 
 
-def run(plan: Plan, train_compile: bool) -> int:
+def run(plan: Plan, train_compile: bool, lora: bool = False) -> int:
     """Every part on `plan`, then the summary; 1 when a correctness check failed."""
     s = plan.setting
     is_cpu = s.device == "cpu"
@@ -389,7 +431,7 @@ def run(plan: Plan, train_compile: bool) -> int:
     free_memory(s.device)
     with part("4-5. training step and EMA", walls):
         with tempfile.TemporaryDirectory() as out:
-            run_train(plan, s.device, s.dtype, Path(out), train_compile, verdicts)
+            run_train(plan, s.device, s.dtype, Path(out), train_compile, verdicts, lora)
     total = time.perf_counter() - start
     verdicts[f"total <= {BUDGET_S:.0f} s"] = (total <= BUDGET_S, f"{total:.0f} s", False)
     print("\n== summary" + (" (CPU smoke test: speed targets are for the GPU and mean nothing here)" if is_cpu else ""))

@@ -1,5 +1,6 @@
 """The engines that run backward and the optimizer step, and what they are built from: AdamW parameter
-groups, the LR schedule, the gradient-checkpointing switch, the L2-to-base anchor, the memory estimate.
+groups, the LR schedule, the gradient-checkpointing switch, the L2-to-base anchor, peak memory (the
+start-of-run estimate is in `memory.py`).
 
 Engines: `DeepSpeedEngine` (ZeRO 0-2, bf16) and `TorchEngine` (one process, fp32 or bf16 autocast),
 with the same semantics: the loss handed to `backward` is the step-normalised loss, and the gradient
@@ -244,34 +245,6 @@ def peak_memory_gb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 1e9
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux reports KiB
-
-
-def memory_estimate(
-    num_online: int, num_ema: int, param_bytes: int, engine: str, zero_stage: int, world_size: int,
-    shadow: bool, anchor: bool, num_anchor: int,
-) -> dict[str, float]:
-    """Per-rank GB of weights, gradients, optimizer state, EMA and anchor base (activations excluded).
-
-    DeepSpeed bf16: bf16 weights and grads, fp32 master + Adam m, v (12 B/param); ZeRO-1 divides the
-    optimizer state and ZeRO-2 also the gradients by the world size. Torch engine: fp32 weights,
-    grads and Adam m, v.
-    """
-    if engine == "torch":
-        grads, optim = 4 * num_online, 8 * num_online
-        weights = 4 * num_online
-    else:
-        weights = param_bytes * num_online
-        grads = param_bytes * num_online / (world_size if zero_stage >= 2 else 1)
-        master = 4 * num_online if param_bytes != 4 else 0
-        optim = (master + 8 * num_online) / (world_size if zero_stage >= 1 else 1)
-    ema = 4 * num_ema + (param_bytes * num_ema if shadow and param_bytes != 4 else 0)
-    base = param_bytes * num_anchor if anchor else 0
-    out = {"weights": weights, "gradients": grads, "optimizer": optim, "ema": ema, "anchor_base": base}
-    out = {k: v / 1e9 for k, v in out.items()}
-    out["total"] = sum(out.values())
-    return out
-
-
 
 
 def build_engine(cfg: TrainConfig, module: torch.nn.Module, total_steps: int, compute_dtype: torch.dtype):

@@ -102,6 +102,50 @@ def test_bench_gpu_layer_counts_fit_each_card(monkeypatch):
         assert peak <= bench.MEMORY_HEADROOM * card
 
 
+def test_bench_gpu_lora_depth_comes_from_the_memory_module(monkeypatch):
+    bench = load_bench_gpu(monkeypatch)
+    sizes = bench.GPU_PLAN.train
+    for card in (143.8, 85.0):  # a LoRA run fits all 32 layers, checkpointing on or off, SGD or AdamW
+        for optimizer, checkpointing in (("sgd", False), ("adamw", True)):
+            assert bench.train_layers(card, optimizer, checkpointing, sizes, lora=True) == 32
+    full = bench.memory_module_gb(32, "adamw", True, sizes, lora=False)
+    lora = bench.memory_module_gb(32, "adamw", True, sizes, lora=True)
+    assert lora < 0.25 * full  # the frozen bf16 base (16 GB) dominates; no optimizer state or EMA of it
+    sgd = bench.memory_module_gb(32, "sgd", True, sizes, lora=True)
+    assert 0 < lora - sgd < 4  # AdamW's bf16 m, v of the adapters and the depth-2 predictor (~0.45B)
+
+
+def test_bench_gpu_cpu_lora_option_reaches_the_train_step_part(monkeypatch):
+    bench = load_bench_gpu(monkeypatch)
+    seen = {}
+    monkeypatch.setattr(bench, "run", lambda plan, train_compile, lora=False: seen.update(plan=plan, lora=lora) or 0)
+    assert bench.main(["--cpu", "--lora"]) == 0
+    assert seen == {"plan": bench.CPU_PLAN, "lora": True}
+
+
+@pytest.mark.skipif(not (ROOT / "dllm_jepa_train" / "lora.py").exists(),
+                    reason="the trainer's LoRA (dllm_jepa_train/lora.py) is not on this branch yet")
+def test_bench_gpu_cpu_lora_train_step_runs(monkeypatch, tmp_path):
+    """`--cpu --lora`'s train-step arms (AdamW, checkpointing on), at the CPU plan's one layer: the EMA
+    follows the adapters only. Parts 1-3 do not change with --lora (the full --cpu run is tested above)."""
+    import torch
+
+    bench = load_bench_gpu(monkeypatch)
+    sizes = bench.CPU_PLAN.train
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        arms = bench.time_arms(sizes, 1, "adamw", True, "cpu", torch.float32, tmp_path, [], lora=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert arms is not None
+    layers, base, jepa = arms
+    assert layers == 1 and base["s_per_step"] > 0 and jepa["ema_update_s"] > 0
+    backbone_less_head = bench.train_params(1, sizes["width"], sizes["mlp_hidden"], sizes["vocab"]) - (
+        sizes["vocab"] * sizes["width"])
+    assert 0 < jepa["ema_params"] < 0.5 * backbone_less_head  # adapters, not the backbone
+
+
 @pytest.mark.gpu
 def test_bench_gpu_cuda_path_with_compile_at_toy_size(monkeypatch, capsys):
     """The CUDA-only code (compiled generation and forward, layer counts from the card, peak memory) at

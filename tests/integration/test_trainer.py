@@ -16,7 +16,7 @@ from train_helpers import flags, write_jsonl
 
 from dllm_jepa_train.build import build_trainer
 from dllm_jepa_train.config import load_config
-from dllm_jepa_train.engines import cosine_lr, memory_estimate
+from dllm_jepa_train.engines import cosine_lr
 from dllm_jepa_train.jepa import EmaTarget, NoHead
 from dllm_jepa_train.trainer import NonFiniteLossError
 
@@ -304,14 +304,24 @@ def test_tensorboard_request_without_tensorboard_warns(tmp_path, tiny_checkpoint
         assert tr.tensorboard is not None
 
 
-def test_memory_estimate_divides_grads_and_optimizer_by_world_under_zero2():
-    est = memory_estimate(num_online=8_000_000_000, num_ema=7_500_000_000, param_bytes=2, engine="deepspeed",
-                          zero_stage=2, world_size=8, shadow=True, anchor=True, num_anchor=8_000_000_000)
-    assert est["weights"] == pytest.approx(16.0) and est["gradients"] == pytest.approx(2.0)
-    assert est["optimizer"] == pytest.approx(12.0)  # (4 master + 8 Adam) B x 8e9 / 8
-    assert est["ema"] == pytest.approx(45.0) and est["anchor_base"] == pytest.approx(16.0)
-    zero1 = memory_estimate(8_000_000_000, 0, 2, "deepspeed", 1, 8, False, False, 0)
-    assert zero1["gradients"] == pytest.approx(16.0) and zero1["ema"] == 0
+def test_start_of_run_memory_estimate_counts_this_runs_parameters_and_activations(tmp_path, tiny_checkpoints, jsonl):
+    # The formulas are unit-tested in tests/unit/test_memory.py; here: the trainer feeds them its own counts.
+    tr = trainer(tiny_checkpoints["llada"], jsonl, tmp_path / "run", "--optim.micro_batch_size", "2")
+    n = sum(p.numel() for p in tr.engine.module.parameters())
+    est = tr.memory
+    # torch engine, fp32: weights, grads 4 B each, Adam m, v 8 B, no master; EMA fp32 without a shadow
+    assert est["weights_trainable"] == pytest.approx(4 * n / 1e9) and est["weights_frozen"] == 0
+    assert est["gradients"] == pytest.approx(4 * n / 1e9) and est["optimizer"] == pytest.approx(8 * n / 1e9)
+    assert est["ema"] == pytest.approx(4 * tr.target.num_parameters() / 1e9) and est["zero_buckets"] == 0
+    # tiny LLaDA: D 64, 2 layers, MLP 4 D, V 384; 2 x 48 tokens, checkpointing on, t_L 0.2, fp32
+    tokens, D, F, V = 2 * 48, 64, 256, 384
+    assert tr.checkpointing != "off"
+    assert est["activations"] == pytest.approx((2 * tokens * D + tokens * (10 * D + 4 * F)) * 4 / 1e9)
+    assert est["logits"] == pytest.approx((tokens * V * 4 + 8 * 0.2 * tokens * V) / 1e9)
+    assert est["target_forward"] == pytest.approx((3 * tokens * D + tokens * (10 * D + 4 * F)) * 4 / 1e9)
+    assert est["total"] == pytest.approx(sum(v for k, v in est.items() if k != "total"))
+    line = next(x for x in (tmp_path / "run" / "train.log").read_text().splitlines() if "memory estimate" in x)
+    assert "torch engine, fp32" in line and "activations included" in line and "2 x 48 tokens" in line, line
 
 
 def test_warmup_then_cosine_schedule():
