@@ -301,3 +301,35 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def estimate_for_run(cfg: Any, online: Any, target: Any, anchor: bool, spec: Any, checkpointing: bool,
+                     world_size: int, compute_dtype: Any) -> dict[str, float]:
+    """`memory_estimate` for a trainer about to run: `online` the OnlineModel (backbone, a peft model under
+    LoRA, + predictor), `target` its EMA target or None, `anchor` whether the L2 anchor is on."""
+    import torch
+
+    from dllm_jepa_train.engines import deepspeed_config
+
+    backbone = online.backbone
+    trainable = [p for p in online.parameters() if p.requires_grad]
+    frozen = [p for p in online.parameters() if not p.requires_grad]
+    weight_bytes = trainable[0].element_size() if trainable else 4
+    is_lora = cfg.lora.enabled
+    base = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone  # peft: the base
+    shape = backbone_shape(base.config)
+    buckets = (zero_bucket_elements(deepspeed_config(cfg)["zero_optimization"]) if cfg.run.engine == "deepspeed"
+               else 0)
+    return memory_estimate(
+        num_trainable=sum(p.numel() for p in trainable), num_frozen=sum(p.numel() for p in frozen),
+        engine=cfg.run.engine, zero_stage=cfg.run.zero_stage, world_size=world_size,
+        weight_bytes=weight_bytes, frozen_bytes=frozen[0].element_size() if frozen else None,
+        compute_bytes=torch.finfo(compute_dtype).bits // 8, num_ema=target.num_parameters() if target else 0,
+        # EmaTarget keeps a compute-dtype shadow under bf16 compute; the adapters' EMA whenever they are bf16.
+        ema_shadow=weight_bytes < 4 if is_lora else cfg.jepa.ema_shadow,
+        num_anchor=sum(p.numel() for p in backbone.parameters() if p.requires_grad) if anchor else 0,
+        bucket_elements=buckets, shape=shape, micro_batch=cfg.optim.micro_batch_size, length=cfg.data.max_length,
+        checkpointing=checkpointing, masked_fraction=cfg.diffusion.t_context[1], use_jepa=target is not None,
+        adapter_values=adapter_activation_values(backbone, shape.layers), shifted_logits=spec.shift_logits,
+        target_has_head=bool(getattr(target, "has_head", False)),
+    )

@@ -40,12 +40,12 @@ from dllm_jepa_train import checkpoint as ckpt
 from dllm_jepa_train.config import TrainConfig, t_setting
 from dllm_jepa_train.data import DiffusionCollator, StepPlan
 from dllm_jepa_train.engines import (
-    L2Anchor, build_engine, compile_forward, deepspeed_config, enable_gradient_checkpointing, explain_compile_errors,
+    L2Anchor, build_engine, compile_forward, enable_gradient_checkpointing, explain_compile_errors,
     peak_memory_gb,
 )
 from dllm_jepa_train.jepa import EmaTarget, OnlineModel, backbone_heads, backbone_width, build_predictor
 from dllm_jepa_train.lora import AdapterEmaTarget, apply_lora, export_adapter, lora_meta
-from dllm_jepa_train.memory import adapter_activation_values, backbone_shape, memory_estimate, zero_bucket_elements
+from dllm_jepa_train.memory import estimate_for_run
 from dllm_jepa_train.objectives import collapse_stats, diffusion_denominator, diffusion_loss, jepa_loss
 from lm_eval_diffusion.distributed import DistInfo, all_gather_rows, all_reduce_sum, barrier
 
@@ -150,46 +150,20 @@ class Trainer:
     def _log_memory(self, online: OnlineModel) -> None:
         """Log the parameter counts and the per-rank memory estimate (`memory.py`), activations included."""
         cfg = self.cfg
-        backbone = online.backbone
-        trainable = [p for p in online.parameters() if p.requires_grad]
-        frozen = [p for p in online.parameters() if not p.requires_grad]
-        num_backbone = sum(p.numel() for p in backbone.parameters())
-        num_trainable_backbone = sum(p.numel() for p in backbone.parameters() if p.requires_grad)
-        num_ema = self.target.num_parameters() if self.target else 0
-        weight_bytes = trainable[0].element_size() if trainable else 4
-        compute_bytes = torch.finfo(self.compute_dtype).bits // 8
-        is_lora = cfg.lora.enabled
-        base = backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone  # peft: the base
-        shape = backbone_shape(base.config)
-        is_deepspeed = cfg.run.engine == "deepspeed"
-        buckets = zero_bucket_elements(deepspeed_config(cfg)["zero_optimization"]) if is_deepspeed else 0
-        is_checkpointed = self.checkpointing != "off"
-        masked = cfg.diffusion.t_context[1]  # the top of the context view's t range (module docstring)
-        est = memory_estimate(
-            num_trainable=sum(p.numel() for p in trainable), num_frozen=sum(p.numel() for p in frozen),
-            engine=cfg.run.engine, zero_stage=cfg.run.zero_stage, world_size=self.dist.world_size,
-            weight_bytes=weight_bytes, frozen_bytes=frozen[0].element_size() if frozen else None,
-            compute_bytes=compute_bytes, num_ema=num_ema,
-            # EmaTarget keeps a compute-dtype shadow under bf16 compute; the adapters' EMA whenever they are bf16.
-            ema_shadow=weight_bytes < 4 if is_lora else cfg.jepa.ema_shadow,
-            num_anchor=num_trainable_backbone if self.anchor is not None else 0, bucket_elements=buckets,
-            shape=shape, micro_batch=cfg.optim.micro_batch_size, length=cfg.data.max_length,
-            checkpointing=is_checkpointed, masked_fraction=masked, use_jepa=self.use_jepa,
-            adapter_values=adapter_activation_values(backbone, shape.layers), shifted_logits=self.spec.shift_logits,
-            target_has_head=bool(getattr(self.target, "has_head", False)),
-        )
-        self.memory = est
-        engine = (f"deepspeed {cfg.run.precision} ZeRO-{cfg.run.zero_stage}" if is_deepspeed
-                  else f"torch engine, {'bf16 autocast' if compute_bytes < 4 else 'fp32'}")
-        parts = ", ".join(f"{k} {v:.3f}" for k, v in est.items())
+        est = self.memory = estimate_for_run(cfg, online, self.target, self.anchor is not None, self.spec,
+                                             self.checkpointing != "off", self.dist.world_size, self.compute_dtype)
+        num_backbone = sum(p.numel() for p in online.backbone.parameters())
+        num_trainable = sum(p.numel() for p in online.backbone.parameters() if p.requires_grad)
         log.info("parameters: backbone %d (trainable %d%s), predictor %d, EMA %d | gradient checkpointing: %s | "
-                 "compiled: %s", num_backbone, num_trainable_backbone, ", LoRA" if is_lora else "",
-                 sum(p.numel() for p in online.parameters()) - num_backbone, num_ema, self.checkpointing,
-                 self.compiled)
+                 "compiled: %s", num_backbone, num_trainable, ", LoRA" if cfg.lora.enabled else "",
+                 sum(p.numel() for p in online.parameters()) - num_backbone,
+                 self.target.num_parameters() if self.target else 0, self.checkpointing, self.compiled)
+        engine = (f"deepspeed {cfg.run.precision} ZeRO-{cfg.run.zero_stage}" if cfg.run.engine == "deepspeed"
+                  else f"torch engine, {'bf16 autocast' if self.compute_dtype != torch.float32 else 'fp32'}")
         log.info("memory estimate per rank (GB; %s, %d ranks; activations included: micro-batch %d x %d tokens, "
                  "checkpointing %s, %.0f%% of positions masked): %s", engine, self.dist.world_size,
-                 cfg.optim.micro_batch_size, cfg.data.max_length, "on" if is_checkpointed else "off", 100 * masked,
-                 parts)
+                 cfg.optim.micro_batch_size, cfg.data.max_length, "on" if self.checkpointing != "off" else "off",
+                 100 * cfg.diffusion.t_context[1], ", ".join(f"{k} {v:.3f}" for k, v in est.items()))
 
     # ------------------------------------------------------------------------------- one step
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
