@@ -12,12 +12,15 @@ A cap is read where it is defined: patch `automata.MAX_DFA_STATES`, not this pac
 
 Predictions are untrusted: the metrics return False, never raise, when a prediction is malformed
 or exceeds a cap (pattern length, repetition count, AST depth, DFA states, construction work,
-time). A gold pattern that fails the same checks raises: that is a dataset problem, not a 0.
+time: PREDICTION_TIME_LIMIT_S plus GOLD_TIME_FACTOR times the gold's own build time, so a slow or
+loaded machine never fails a prediction about as costly as its gold). A gold pattern that fails the
+same checks raises: that is a dataset problem, not a 0.
 
     python -c "from lm_eval_diffusion.metrics.regex import dfa_match as m; print(m('b|a', 'a|b'))"
 """
 
 from lm_eval_diffusion.metrics.regex.automata import (
+    GOLD_TIME_FACTOR,
     MAX_DFA_STATES,
     MAX_WORK,
     PREDICTION_TIME_LIMIT_S,
@@ -55,6 +58,7 @@ from lm_eval_diffusion.metrics.regex.syntax import (
 )
 
 __all__ = [
+    "GOLD_TIME_FACTOR",
     "MAX_AST_DEPTH",
     "MAX_CODE_POINT",
     "MAX_DFA_STATES",

@@ -38,9 +38,12 @@ MAX_DFA_STATES = 20_000
 # Transitions computed while building one pattern's automata (states x classes, summed over all
 # constructions and minimisations); about a second of CPU in pure Python.
 MAX_WORK = 1_000_000
-# Wall-clock backstop for building one prediction's automaton; the caps above normally fire first,
-# and they are deterministic, unlike this.
+# Wall-clock backstop for building one (prediction, gold) pair; the caps above normally fire first,
+# and they are deterministic, unlike this. The budget is this plus GOLD_TIME_FACTOR times the gold's
+# own build time (measured once per gold), so a prediction about as costly as its gold (a correct one,
+# say) is never cut by a slow or loaded machine: both times grow with the load, their ratio does not.
 PREDICTION_TIME_LIMIT_S = 1.0
+GOLD_TIME_FACTOR = 10.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -440,11 +443,12 @@ def _compile_pair(pred: str, gold: str) -> _Pair | None:
         pred_ast = parse(pred)
     except (RegexSyntaxError, RegexLimitError):
         return None
+    budget = PREDICTION_TIME_LIMIT_S + GOLD_TIME_FACTOR * _gold_build_seconds(gold)
     partition = _make_partition([gold_ast, pred_ast])
     # The prediction's characters shape the partition and so the cost of the gold's automaton
     # too: both builds share the prediction's deadline, and a failure is the prediction's
     # unless the gold fails on its own.
-    deadline = time.monotonic() + PREDICTION_TIME_LIMIT_S
+    deadline = time.monotonic() + budget
     try:
         gold_dfa = _build(gold_ast, partition, _Limits(deadline))
         pred_dfa = _build(pred_ast, partition, _Limits(deadline))
@@ -452,6 +456,15 @@ def _compile_pair(pred: str, gold: str) -> _Pair | None:
         _compile_one(gold)  # raises if the gold is over a cap on its own: a dataset problem
         return None
     return _Pair(partition, pred_dfa, gold_dfa)
+
+
+@functools.lru_cache(maxsize=1_024)
+def _gold_build_seconds(gold: str) -> float:
+    """Seconds this machine takes to build `gold`'s automaton alone (no clock limit; raises if invalid)."""
+    root = parse(gold)
+    start = time.monotonic()
+    _build(root, _make_partition([root]), _Limits(None))
+    return time.monotonic() - start
 
 
 @functools.lru_cache(maxsize=1_024)
