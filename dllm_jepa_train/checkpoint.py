@@ -22,11 +22,13 @@ The collator needs no RNG state of its own: each row's views come from a generat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,31 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         tmp.rename(final)
 
 
+@contextlib.contextmanager
+def staged_export(out_dir: str | Path) -> Iterator[Path]:
+    """Yield an empty `<out_dir>.tmp` to write an export into; on success it replaces `out_dir`, so a crash
+    midway leaves the previous export (or none) in place, never a half-written one."""
+    final = Path(out_dir)
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    yield tmp
+    _replace_dir(tmp, final)
+
+
+def write_jepa_dir(export: Path, predictor: torch.nn.Module | None, ema_state: dict[str, torch.Tensor] | None,
+                   ema_name: str, jepa_meta: dict) -> None:
+    """`<export>/jepa/`: predictor.safetensors, the EMA as `ema_name` (when given) and config.json."""
+    jepa_dir = export / "jepa"
+    jepa_dir.mkdir()
+    if predictor is not None:
+        save_file(_tensors(predictor.state_dict()), str(jepa_dir / "predictor.safetensors"))
+    if ema_state is not None:
+        save_file(_tensors(ema_state), str(jepa_dir / ema_name))
+    (jepa_dir / "config.json").write_text(json.dumps(jepa_meta, indent=2))
+
+
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Contiguous CPU clones (safetensors refuses shared or strided storage)."""
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
@@ -82,10 +109,14 @@ def export_checkpoint(
     jepa_meta: dict,
 ) -> Path:
     """Write the online backbone as a HF checkpoint (+ remote code, + jepa/) to `out_dir`, atomically."""
-    final = Path(out_dir)
-    tmp = final.with_name(final.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    with staged_export(out_dir) as tmp:
+        _write_backbone(tmp, backbone, tokenizer, source, revision)
+        write_jepa_dir(tmp, predictor, ema_state, "ema.safetensors", jepa_meta)
+    return Path(out_dir)
+
+
+def _write_backbone(tmp: Path, backbone: torch.nn.Module, tokenizer: Any, source: str, revision: str | None) -> None:
+    """The HF checkpoint files, with the remote code of `source` and its auto_map."""
     backbone.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     code_dir = remote_code_dir(source, revision)
@@ -99,15 +130,6 @@ def export_checkpoint(
             if auto_map and saved.get("auto_map") != auto_map:
                 saved["auto_map"] = auto_map  # the code files copied above are what auto_map names
                 (tmp / "config.json").write_text(json.dumps(saved, indent=2))
-    jepa_dir = tmp / "jepa"
-    jepa_dir.mkdir()
-    if predictor is not None:
-        save_file(_tensors(predictor.state_dict()), str(jepa_dir / "predictor.safetensors"))
-    if ema_state is not None:
-        save_file(_tensors(ema_state), str(jepa_dir / "ema.safetensors"))
-    (jepa_dir / "config.json").write_text(json.dumps(jepa_meta, indent=2))
-    _replace_dir(tmp, final)
-    return final
 
 
 def rng_state() -> dict:

@@ -328,7 +328,34 @@ class FlatEma:
                    for m, o, s in zip(self.master, self.online, shadows))
 
 
-class EmaTarget:
+class FlatEmaTarget:
+    """What every JEPA target shares: an EMA (`FlatEma`, in `self.ema`) of the weights it follows, updated
+    once per optimizer step, saved and restored by parameter name. Subclasses build `ema` and `encode`."""
+
+    ema: FlatEma
+
+    def update(self) -> None:
+        """ema <- decay * ema + (1 - decay) * online (fp32; online weights of any dtype), one pass (`FlatEma`)."""
+        self.ema.update()
+
+    def update_bound_bytes(self) -> int:
+        """Least memory traffic of one `update` (12 B per parameter with bf16 weights and shadow)."""
+        return self.ema.bound_bytes()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """{followed parameter name: fp32 EMA weight} (views into the flat buffers)."""
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy `state` (from `state_dict`) into the master weights and the shadow."""
+        self.ema.load_state_dict(state)
+
+    def num_parameters(self) -> int:
+        """Parameters held by the EMA."""
+        return self.ema.num_parameters()
+
+
+class EmaTarget(FlatEmaTarget):
     """The EMA copy of the online backbone: fp32 master weights, no gradients, no output head.
 
     The weights live in a `FlatEma` (flat fp32 buffers, one-pass `update` once per optimizer step:
@@ -371,14 +398,6 @@ class EmaTarget:
         """The fp32 master weights, in `names` order."""
         return self.ema.master
 
-    def update(self) -> None:
-        """ema <- decay * ema + (1 - decay) * online (fp32; online weights of any dtype), one pass (`FlatEma`)."""
-        self.ema.update()
-
-    def update_bound_bytes(self) -> int:
-        """Least memory traffic of one `update` (12 B per parameter with bf16 weights and shadow)."""
-        return self.ema.bound_bytes()
-
     @torch.no_grad()
     def encode(
         self, noisy_ids: torch.Tensor, keep: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -388,15 +407,3 @@ class EmaTarget:
         with torch.autocast(device_type, dtype=self.compute_dtype, enabled=self.autocast):
             _, hidden = model_forward(self.model, self.spec, noisy_ids, attention_mask, output_hidden_states=True)
         return pool_embeddings(hidden[-1], keep)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """{parameter name: fp32 master weight} (head excluded unless tied)."""
-        return self.ema.state_dict()
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Copy `state` (from `state_dict`) into the master weights and the shadow."""
-        self.ema.load_state_dict(state)
-
-    def num_parameters(self) -> int:
-        """Parameters held by the EMA (the backbone's, less a removed head)."""
-        return self.ema.num_parameters()

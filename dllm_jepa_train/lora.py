@@ -23,18 +23,15 @@ the adapter's initial values (lora_B starts at zero).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from dllm_jepa_train.jepa import FlatEma
+from dllm_jepa_train.jepa import FlatEma, FlatEmaTarget
 from lm_eval_diffusion.backbone import FamilySpec, model_forward
 from lm_eval_diffusion.families import get_family, lora_target_pattern
 
@@ -119,10 +116,10 @@ def peft_key_names(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str
     return get_peft_model_state_dict(model, state_dict=state)
 
 
-class AdapterEmaTarget:
+class AdapterEmaTarget(FlatEmaTarget):
     """The JEPA target under LoRA: the online peft model with an fp32 EMA of its adapters swapped in.
 
-    Same interface as `jepa.EmaTarget` (update, encode, state_dict, load_state_dict, num_parameters). The EMA
+    A `jepa.FlatEmaTarget` like `jepa.EmaTarget` (update, encode, state_dict, load_state_dict, num_parameters). The EMA
     (`FlatEma`) follows the trainable backbone parameters, i.e. the adapters; `encode` swaps their EMA values
     into the adapter modules for the forward and back afterwards (see the module docstring).
     """
@@ -144,13 +141,6 @@ class AdapterEmaTarget:
         self.ema = FlatEma(followed, decay, dtype if dtype != torch.float32 else None, fused)
         self.params = [p for _, p in followed]
         self.names = self.ema.names
-
-    def update(self) -> None:
-        """ema <- decay * ema + (1 - decay) * adapters (fp32), once per optimizer step."""
-        self.ema.update()
-
-    def update_bound_bytes(self) -> int:
-        return self.ema.bound_bytes()
 
     @contextlib.contextmanager
     def swapped(self):
@@ -180,16 +170,6 @@ class AdapterEmaTarget:
             _, hidden = model_forward(model, self.spec, noisy_ids, attention_mask, output_hidden_states=True)
         return pool_embeddings(hidden[-1], keep)
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """{adapter parameter name: fp32 EMA} (`named_parameters` names; views into the flat buffers)."""
-        return self.ema.state_dict()
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.ema.load_state_dict(state)
-
-    def num_parameters(self) -> int:
-        return self.ema.num_parameters()
-
 
 def lora_meta(lora: Any, model: nn.Module, pretrained: str) -> dict:
     """The `lora` entry of an export's jepa/config.json."""
@@ -203,20 +183,11 @@ def export_adapter(out_dir: str | Path, model: nn.Module, tokenizer: Any, predic
     """Write a LoRA run's export to `out_dir`, atomically: peft's adapter_config.json and
     adapter_model.safetensors at the root, the tokenizer, and jepa/ (predictor.safetensors,
     ema_adapter.safetensors in peft's key names, config.json with the `lora` settings)."""
-    from dllm_jepa_train.checkpoint import _replace_dir, _tensors
+    from dllm_jepa_train.checkpoint import staged_export, write_jepa_dir
 
-    final = Path(out_dir)
-    tmp = final.with_name(final.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    jepa_dir = tmp / "jepa"
-    jepa_dir.mkdir()
-    if predictor is not None:
-        save_file(_tensors(predictor.state_dict()), str(jepa_dir / "predictor.safetensors"))
-    if ema_state is not None:
-        save_file(_tensors(peft_key_names(model, ema_state)), str(jepa_dir / EMA_ADAPTER))
-    (jepa_dir / "config.json").write_text(json.dumps(jepa_meta, indent=2))
-    _replace_dir(tmp, final)
-    return final
+    with staged_export(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        ema = peft_key_names(model, ema_state) if ema_state is not None else None
+        write_jepa_dir(tmp, predictor, ema, EMA_ADAPTER, jepa_meta)
+    return Path(out_dir)
