@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DLLM_JEPA_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (scripts/test.sh runs two workers, one per core of a CI machine), each
+    worker and every process it starts computes on one thread: two workers of two threads each would
+    oversubscribe the cores, and OpenMP's spinning threads make that slower than one worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
