@@ -443,34 +443,36 @@ def _compile_pair(pred: str, gold: str) -> _Pair | None:
         pred_ast = parse(pred)
     except (RegexSyntaxError, RegexLimitError):
         return None
-    budget = PREDICTION_TIME_LIMIT_S + GOLD_TIME_FACTOR * _gold_build_seconds(gold)
+    # Raises if the gold is over a cap on its own (a dataset problem); its build time sets the budget.
+    budget = PREDICTION_TIME_LIMIT_S + GOLD_TIME_FACTOR * _compile_one(gold).build_seconds
     partition = _make_partition([gold_ast, pred_ast])
     # The prediction's characters shape the partition and so the cost of the gold's automaton
     # too: both builds share the prediction's deadline, and a failure is the prediction's
-    # unless the gold fails on its own.
+    # (the gold alone has just built).
     deadline = time.monotonic() + budget
     try:
         gold_dfa = _build(gold_ast, partition, _Limits(deadline))
         pred_dfa = _build(pred_ast, partition, _Limits(deadline))
     except RegexLimitError:
-        _compile_one(gold)  # raises if the gold is over a cap on its own: a dataset problem
         return None
     return _Pair(partition, pred_dfa, gold_dfa)
 
 
-@functools.lru_cache(maxsize=1_024)
-def _gold_build_seconds(gold: str) -> float:
-    """Seconds this machine takes to build `gold`'s automaton alone (no clock limit; raises if invalid)."""
-    root = parse(gold)
-    start = time.monotonic()
-    _build(root, _make_partition([root]), _Limits(None))
-    return time.monotonic() - start
+@dataclass(frozen=True)
+class _Single:
+    """One pattern's partition and minimal DFA, and the seconds this machine took to build the DFA."""
+
+    partition: _Partition
+    dfa: _Dfa
+    build_seconds: float
 
 
 @functools.lru_cache(maxsize=1_024)
-def _compile_one(pattern: str) -> tuple[_Partition, _Dfa]:
-    """One pattern's partition and DFA; raises for an invalid pattern."""
+def _compile_one(pattern: str) -> _Single:
+    """One pattern's partition and DFA; raises for an invalid pattern or one over a cap."""
     root = parse(pattern)
     partition = _make_partition([root])
+    start = time.monotonic()
     # No wall-clock limit: a slow machine must not turn a valid regex into an error.
-    return partition, _build(root, partition, _Limits(None))
+    dfa = _build(root, partition, _Limits(None))
+    return _Single(partition, dfa, time.monotonic() - start)

@@ -411,8 +411,8 @@ def startswith_match(output: str, gold: str) -> bool:
 
 def accepts(pattern: str, s: str) -> bool:
     """Whether the brics regex `pattern` matches the whole of `s`; raises for an invalid pattern."""
-    partition, dfa = _compile_one(pattern)
-    return _run(dfa, [partition.class_of(ch) for ch in s])
+    single = _compile_one(pattern)
+    return _run(single.dfa, [single.partition.class_of(ch) for ch in s])
 
 
 def distinguishing_string(a: str, b: str) -> str | None:
